@@ -1,0 +1,56 @@
+# kubelab: `make demo` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.kubelab-installed
+
+.PHONY: demo test test-unit test-e2e bench bench-cluster deps venv build cluster-up cluster-down cluster-status cluster-purge clean
+
+deps:
+	@scripts/install-deps.sh
+
+$(STAMP): pyproject.toml
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+# Control-plane binary and MinIO, built once and cached in ~/.cache/kubelab.
+build: deps venv
+	devcluster/build-clusterbin.sh
+	devcluster/build-minio.sh
+
+cluster-up: build
+	$(VPY) -m devcluster up
+
+cluster-down: venv
+	$(VPY) -m devcluster down
+
+cluster-status: venv
+	@$(VPY) -m devcluster status
+
+cluster-purge: venv
+	$(VPY) -m devcluster purge
+
+demo: cluster-up
+	@$(VPY) -m devcluster demo-info
+
+# Unit tests, then end-to-end tests on devcluster (started if it is not up),
+# then the teardown test, which runs `down` and checks nothing is left.
+test: build
+	$(VPY) -m pytest -m "not teardown" $(PYTEST_ARGS)
+	$(VPY) -m pytest -m teardown $(PYTEST_ARGS)
+
+test-unit: venv
+	$(VPY) -m pytest -m "not e2e and not teardown" $(PYTEST_ARGS)
+
+bench: bench-cluster
+
+bench-cluster: build
+	$(VPY) benchmarks/bench_cluster.py
+
+clean: cluster-purge
+	rm -rf $(VENV)

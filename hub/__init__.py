@@ -1,0 +1,1 @@
+"""kubelab.hub: hub-side config helpers and the admin service. Not built yet."""

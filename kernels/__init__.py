@@ -1,0 +1,1 @@
+"""kubelab.kernels: %kubelab magics (user-pod side). Not built yet."""

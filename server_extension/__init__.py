@@ -1,0 +1,1 @@
+"""kubelab.server_extension: the Jupyter Server extension (user-pod side). Not built yet."""

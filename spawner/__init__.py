@@ -1,0 +1,1 @@
+"""kubelab.spawner: KubelabSpawner (hub side). Not built yet: see the spawner issue."""
