@@ -302,11 +302,24 @@ def purge(state: State) -> None:
     shutil.rmtree(state.root, ignore_errors=True)
 
 
+def demo_info(state: State) -> str:
+    st = status(state)
+    nodes = ", ".join(f"{n} ({'Ready' if r else 'NotReady'})" for n, r in st.get("nodes", {}).items())
+    return "\n".join([
+        "kubelab devcluster is up." if st["running"] else "kubelab devcluster is NOT fully up: see `make cluster-status`.",
+        f"  nodes:      {nodes}",
+        f"  kubectl:    export KUBECONFIG={state.kubeconfig}; {state.bin / 'kubectl'} get pods -A",
+        f"  S3:         source {state.s3_env}   # MinIO on http://127.0.0.1:9000",
+        f"  logs:       {state.logs}/<component>.log",
+        "  stop:       make cluster-down",
+    ])
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m devcluster", description=__doc__)
-    ap.add_argument("command", choices=["up", "down", "status", "purge", "build"])
+    ap.add_argument("command", choices=["up", "down", "status", "purge", "build", "demo-info"])
     args = ap.parse_args(argv)
     state = State.default()
     try:
@@ -326,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"purged {state.root}")
         elif args.command == "build":
             print(clusterbin())
+        elif args.command == "demo-info":
+            print(demo_info(state))
     except (ClusterError, subprocess.CalledProcessError) as e:
         log(f"error: {e}")
         return 1

@@ -45,7 +45,7 @@ REVERSE_ZONES = ("96.10.in-addr.arpa", "244.10.in-addr.arpa")  # service and pod
 
 
 # -- RBAC and Service objects ---------------------------------------------------
-def rbac_manifests(user: str = "dns") -> list[dict]:
+def rbac_manifests(user: str = "system:devcluster:dns") -> list[dict]:
     """ClusterRole + binding for the DNS server's identity (read-only, like CoreDNS')."""
     name = "kubelab:devcluster-dns"
     return [
@@ -449,13 +449,21 @@ class Resolver:
             reply.header.ra = 0
             reply.header.rcode = RCODE.REFUSED
             return reply
-        tcp = getattr(handler, "protocol", "udp") == "tcp"
+        # Ask upstream over UDP (some resolvers here do not speak TCP); only a
+        # truncated answer to a client that came over TCP is retried over TCP.
+        tcp_client = getattr(handler, "protocol", "udp") == "tcp"
         for host, port in self.upstream:
             try:
-                data = request.send(host, port, tcp=tcp, timeout=self.upstream_timeout)
-                return DNSRecord.parse(data)
+                reply = DNSRecord.parse(request.send(host, port, tcp=False, timeout=self.upstream_timeout))
             except Exception as e:  # timeout, refused, garbage
                 log.debug("upstream %s:%s failed for %s: %s", host, port, request.q.qname, e)
+                continue
+            if reply.header.tc and tcp_client:
+                try:
+                    reply = DNSRecord.parse(request.send(host, port, tcp=True, timeout=self.upstream_timeout))
+                except Exception as e:
+                    log.debug("upstream %s:%s (tcp) failed for %s: %s", host, port, request.q.qname, e)
+            return reply
         reply = request.reply()
         reply.header.rcode = RCODE.SERVFAIL
         return reply
@@ -598,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     from .kube import Client
 
     client = Client.from_kubeconfig(a.kubeconfig or state.component_kubeconfig("dns"))
+    # REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE in the environment would override the kubeconfig's CA.
+    client.session.trust_env = False
     index = Index(a.domain)
     stop = threading.Event()
     threads = [threading.Thread(target=watch_forever, args=(client, index, kind, stop), daemon=True,

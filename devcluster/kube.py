@@ -36,6 +36,8 @@ class Client:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {token}"
         self.session.verify = ca_file
+        # REQUESTS_CA_BUNDLE in the environment would override `verify` otherwise.
+        self.session.trust_env = False
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32)
         self.session.mount("https://", adapter)
 
