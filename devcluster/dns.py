@@ -287,7 +287,6 @@ class Index:
 
     def _forward(self, name: str, labels: list[str], qtype: str) -> tuple[list[Record], list[Record], bool]:
         """(answers, additional, name exists) for a name under the cluster domain."""
-        d = self.domain
         if not labels or labels == ["svc"] or labels == ["pod"]:
             return [], [], True
         if labels[-1] == "pod":

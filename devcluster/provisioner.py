@@ -25,6 +25,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from .kube import ApiError, Client
@@ -285,7 +286,9 @@ def run(client: Client, state: State, stop: threading.Event, resync: float = RES
             log.warning("reconcile: %s", e)
             stop.wait(2.0)
             continue
-        kick.wait(resync)
+        deadline = time.monotonic() + resync
+        while not stop.is_set() and not kick.wait(0.5) and time.monotonic() < deadline:
+            pass
         stop.wait(0.2)  # let a burst of events settle
 
 
