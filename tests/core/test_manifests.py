@@ -1,0 +1,50 @@
+from kubelab.core import manifests as m
+from kubelab.core import resource_groups as rg
+
+
+def test_namespace_is_labelled_as_a_user_namespace():
+    ns = m.namespace("kubelab-alice", "alice", annotations={"a": "b"})
+    labels = ns["metadata"]["labels"]
+    assert labels["kubelab.io/user-namespace"] == "true"
+    assert labels["kubelab.io/user"] == "alice"
+    assert ns["metadata"]["annotations"] == {"a": "b"}
+
+
+def test_user_label_is_slugged_for_odd_user_names():
+    ns = m.namespace("kubelab-x", "Alice@Example.org")
+    assert ns["metadata"]["labels"]["kubelab.io/user"].startswith("alice-example-org---")
+
+
+def test_quota_includes_gpu_limit_per_group_and_explicit_values_win():
+    groups = rg.parse(rg.DEFAULT_GROUPS)
+    q = m.resource_quota("ns", "alice", {"requests.cpu": "4", "pods": 10}, groups)
+    assert q["spec"]["hard"] == {"requests.nvidia.com/gpu": "2", "requests.cpu": "4", "pods": "10"}
+    q0 = m.resource_quota("ns", "alice", {"requests.nvidia.com/gpu": "0"}, groups)
+    assert q0["spec"]["hard"]["requests.nvidia.com/gpu"] == "0"
+
+
+def test_role_is_namespaced_and_binds_only_the_user_service_account():
+    r = m.role("kubelab-alice", "alice")
+    assert r["kind"] == "Role" and r["metadata"]["namespace"] == "kubelab-alice"
+    verbs = {v for rule in r["rules"] for v in rule["verbs"]}
+    assert "escalate" not in verbs and "bind" not in verbs and "impersonate" not in verbs
+    assert not any("namespaces" in rule["resources"] or "nodes" in rule["resources"] for rule in r["rules"])
+    rb = m.role_binding("kubelab-alice", "alice")
+    assert rb["subjects"] == [{"kind": "ServiceAccount", "name": "kubelab-user", "namespace": "kubelab-alice"}]
+    assert rb["roleRef"]["kind"] == "Role"
+
+
+def test_network_policy_allows_same_namespace_and_hub_only():
+    np = m.network_policy("kubelab-alice", "alice", "jhub", {"component": "proxy"})
+    peers = np["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {}} in peers
+    hub = [p for p in peers if "namespaceSelector" in p][0]
+    assert hub["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "jhub"}
+    assert hub["podSelector"]["matchLabels"] == {"component": "proxy"}
+    assert np["spec"]["policyTypes"] == ["Ingress"]
+
+
+def test_limit_range_sets_defaults():
+    lr = m.limit_range("ns", "u", {"cpu": "1", "memory": "1Gi"}, {"cpu": "100m", "memory": "128Mi"})
+    item = lr["spec"]["limits"][0]
+    assert item["type"] == "Container" and item["defaultRequest"]["cpu"] == "100m" and "max" not in item
