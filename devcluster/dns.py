@@ -565,6 +565,42 @@ def _upstreams(spec: str) -> list[tuple[str, int]]:
     return out
 
 
+EDNS_UDP_SIZE = 1232  # the DNS flag day 2020 recommendation
+
+
+def _handler_class():
+    """dnslib's handler, with UDP size limits done properly.
+
+    dnslib never truncates by default, and its own truncation drops the
+    question section (which glibc then ignores). Here: the limit is 512 bytes,
+    or the client's EDNS buffer size (at most 1232); an over-long UDP answer is
+    replaced by header + question with TC set, so the client retries over TCP.
+    """
+    from dnslib import EDNS0, QTYPE, DNSRecord
+    from dnslib.server import DNSHandler
+
+    class Handler(DNSHandler):
+        def get_reply(self, data):
+            request = DNSRecord.parse(data)
+            reply = self.server.resolver.resolve(request, self)
+            if self.protocol != "udp":
+                return reply.pack()
+            limit = 512
+            opt = [r for r in request.ar if r.rtype == QTYPE.OPT]
+            if opt:
+                limit = max(512, min(int(opt[0].rclass), EDNS_UDP_SIZE))
+                if not any(r.rtype == QTYPE.OPT for r in reply.ar):
+                    reply.add_ar(EDNS0(udp_len=EDNS_UDP_SIZE))
+            rdata = reply.pack()
+            if len(rdata) > limit:
+                short = DNSRecord(header=reply.header, q=request.q)
+                short.header.tc = 1
+                rdata = short.pack()
+            return rdata
+
+    return Handler
+
+
 def serve(index: Index, host: str, port: int, upstream: list[tuple[str, int]],
           bind_timeout: float = 60.0) -> list:
     """Start UDP and TCP servers (threads); retries while the address does not exist yet."""
@@ -572,10 +608,12 @@ def serve(index: Index, host: str, port: int, upstream: list[tuple[str, int]],
 
     resolver = Resolver(index, upstream)
     quiet = DNSLogger("-request,-reply,-truncated,-data,-recv,-send,-error", prefix=False)
+    handler = _handler_class()
     deadline = time.monotonic() + bind_timeout
     while True:
         try:
-            servers = [DNSServer(resolver, address=host, port=port, tcp=tcp, logger=quiet) for tcp in (False, True)]
+            servers = [DNSServer(resolver, address=host, port=port, tcp=tcp, logger=quiet, handler=handler)
+                       for tcp in (False, True)]
             break
         except OSError as e:
             if time.monotonic() > deadline:
@@ -605,8 +643,6 @@ def main(argv: list[str] | None = None) -> int:
     from .kube import Client
 
     client = Client.from_kubeconfig(a.kubeconfig or state.component_kubeconfig("dns"))
-    # REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE in the environment would override the kubeconfig's CA.
-    client.session.trust_env = False
     index = Index(a.domain)
     stop = threading.Event()
     threads = [threading.Thread(target=watch_forever, args=(client, index, kind, stop), daemon=True,

@@ -304,8 +304,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     state = State(a.state_dir.resolve()) if a.state_dir else State.default()
     client = Client.from_kubeconfig(a.kubeconfig or state.component_kubeconfig("provisioner"))
-    # REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE in the environment would override the kubeconfig's CA.
-    client.session.trust_env = False
     volumes_dir(state).mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -119,14 +119,3 @@ def remove_tree(path: Path) -> None:
         except OSError as e:
             log.warning("cannot remove cgroup %s: %s", dirpath, e)
 
-
-def oom_kills(memory_dir: Path) -> int:
-    """How many OOM kills cgroup ``memory_dir`` has seen."""
-    try:
-        for line in (memory_dir / "memory.oom_control").read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-    except (OSError, ValueError):
-        pass
-    return 0

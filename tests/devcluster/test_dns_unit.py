@@ -215,3 +215,27 @@ def test_manifests():
     role, binding = dns.rbac_manifests()
     assert binding["subjects"][0]["name"] == "system:devcluster:dns"
     assert {"list", "watch"} <= set(role["rules"][1]["verbs"])
+
+
+def test_large_udp_answers_are_truncated_with_the_question(index):
+    from dnslib import EDNS0
+
+    many = [(f"10.244.1.{i}", f"w-{i}", True) for i in range(10, 50)]  # 40 endpoints
+    index.set_service(svc("big", ns="team-a", cluster_ip="None"))
+    index.set_slice(eps("big-1", "big", many, ns="team-a"))
+    port = _free_port()
+    servers = dns.serve(index, "127.0.0.1", port, upstream=[], bind_timeout=5)
+    name = "big.team-a.svc.cluster.local"
+    try:
+        plain = DNSRecord.parse(DNSRecord.question(name).send("127.0.0.1", port, timeout=5))
+        assert plain.header.tc == 1 and str(plain.q.qname) == name + "." and not plain.rr
+        q = DNSRecord.question(name)
+        q.add_ar(EDNS0(udp_len=1232))
+        edns = DNSRecord.parse(q.send("127.0.0.1", port, timeout=5))
+        assert edns.header.tc == 0 and len(edns.rr) == 40
+        over_tcp = DNSRecord.parse(DNSRecord.question(name).send("127.0.0.1", port, tcp=True, timeout=5))
+        assert over_tcp.header.tc == 0 and len(over_tcp.rr) == 40
+    finally:
+        for s in servers:
+            s.stop()
+            s.server.server_close()
