@@ -18,9 +18,11 @@ from typing import Callable
 import requests
 import yaml
 
+from kubelab.core import kinds
+
 from . import pki, procs
 from .kube import ApiError, Client, write_kubeconfig
-from .paths import (APISERVER_PORT, BRIDGE, BRIDGE_IP, CLUSTER_DOMAIN, DNS_SERVICE_IP, ETCD_CLIENT_PORT, ETCD_PEER_PORT,
+from .paths import (APISERVER_PORT, BRIDGE, BRIDGE_IP, CLUSTER_DOMAIN, ETCD_CLIENT_PORT, ETCD_PEER_PORT,
                     POD_CIDR, REPO, SERVICE_CIDR, State)
 
 HERE = Path(__file__).resolve().parent
@@ -189,17 +191,9 @@ def apply_cluster_services(admin: Client) -> None:
         apply_object(admin, obj, "devcluster")
 
 
-_PLURALS = {"ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
-            "Role": "roles", "RoleBinding": "rolebindings", "Service": "services", "EndpointSlice": "endpointslices",
-            "StorageClass": "storageclasses", "ConfigMap": "configmaps", "Namespace": "namespaces"}
-
-
 def apply_object(client: Client, obj: dict, manager: str) -> dict:
-    """Server-side apply one object (kinds devcluster itself creates)."""
-    api = obj["apiVersion"]
-    plural = _PLURALS[obj["kind"]]
-    ns = obj["metadata"].get("namespace")
-    return client.apply(Client.path(api, plural, ns, obj["metadata"]["name"]), obj, manager)
+    """Server-side apply one object."""
+    return client.apply(kinds.object_path(obj), obj, manager)
 
 
 def start_node_side(state: State, binary: Path) -> None:

@@ -24,7 +24,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import secrets
 import shlex
 import shutil
@@ -349,89 +348,35 @@ def _ensure_broker(state: State, creds: dict, bucket: str) -> None:
 
 
 # -- per-user scoped credentials ----------------------------------------------
-_USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-def user_session_policy(bucket: str, user: str) -> dict:
-    """Session policy for ``user``: read-write ``users/<user>/*``, read-only ``datasets/*``.
+def broker(state: State):
+    """The platform's STS broker (what KubelabSpawner is configured with)."""
+    from kubelab.spawner.s3broker import Broker
 
-    Listing is allowed only under those two prefixes (with the trailing slash,
-    so ``users/al`` cannot list ``users/alice/``). ``user`` must already be a
-    safe path segment (no ``/``, ``*``, ``?`` or ``$``), as kubelab's escaped
-    user names are.
-    """
-    if not _USER_RE.match(user) or user in (".", ".."):
-        raise ValueError(f"unsafe S3 user segment: {user!r}")
-    home = f"users/{user}/"
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "ListOwnAndDatasets",
-                "Effect": "Allow",
-                "Action": ["s3:ListBucket"],
-                "Resource": [f"arn:aws:s3:::{bucket}"],
-                "Condition": {"StringLike": {"s3:prefix": [f"{home}*", "datasets/*"]}},
-            },
-            {
-                "Sid": "BucketLocation",
-                "Effect": "Allow",
-                "Action": ["s3:GetBucketLocation"],
-                "Resource": [f"arn:aws:s3:::{bucket}"],
-            },
-            {
-                "Sid": "ReadWriteOwn",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
-                           "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
-                "Resource": [f"arn:aws:s3:::{bucket}/{home}*"],
-            },
-            {
-                "Sid": "ReadDatasets",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject"],
-                "Resource": [f"arn:aws:s3:::{bucket}/datasets/*"],
-            },
-        ],
-    }
+    creds = _credentials(state)
+    return Broker(ENDPOINT, creds["broker_access_key"], creds["broker_secret_key"], bucket_name(state), REGION)
 
 
 def scoped_credentials(state: State, user: str, duration_seconds: int = 3600) -> dict:
-    """Short-lived credentials for ``user`` (STS AssumeRole as the broker + session policy).
+    """Short-lived credentials for ``user``, exactly as KubelabSpawner gets them.
 
     Returns ``access_key_id``, ``secret_access_key``, ``session_token``,
     ``expiration`` (ISO 8601), ``endpoint_url``, ``region``, ``bucket`` and
     ``prefix`` (``users/<user>/``). MinIO accepts 900 s up to 365 days.
     """
-    import boto3
+    from kubelab.core.s3layout import user_prefix
 
-    creds = _credentials(state)
-    bucket = bucket_name(state)
-    policy = json.dumps(user_session_policy(bucket, user), separators=(",", ":"))
-    sts = boto3.client(
-        "sts",
-        endpoint_url=ENDPOINT,
-        aws_access_key_id=creds["broker_access_key"],
-        aws_secret_access_key=creds["broker_secret_key"],
-        region_name=REGION,
-    )
-    # MinIO ignores RoleArn for AssumeRole; boto3 requires one.
-    resp = sts.assume_role(
-        RoleArn="arn:minio:iam:::role/kubelab-user",
-        RoleSessionName=user,
-        Policy=policy,
-        DurationSeconds=int(duration_seconds),
-    )
-    c = resp["Credentials"]
+    c = broker(state).assume_sync(user, duration_seconds)
     return {
         "access_key_id": c["AccessKeyId"],
         "secret_access_key": c["SecretAccessKey"],
         "session_token": c["SessionToken"],
-        "expiration": c["Expiration"].isoformat(),
+        "expiration": c["Expiration"],
         "endpoint_url": ENDPOINT,
         "region": REGION,
-        "bucket": bucket,
-        "prefix": f"users/{user}/",
+        "bucket": bucket_name(state),
+        "prefix": user_prefix(user),
     }
 
 

@@ -1,1 +1,4 @@
-"""kubelab.spawner: KubelabSpawner (hub side). Not built yet: see the spawner issue."""
+"""kubelab.spawner: KubelabSpawner, KubeSpawner with a provisioned namespace per user (hub side)."""
+from .spawner import KubelabSpawner
+
+__all__ = ["KubelabSpawner"]

@@ -7,7 +7,6 @@ step on, so it can pick up after an agent restart at any point.
 from __future__ import annotations
 
 import logging
-import os
 import pwd
 import socket
 import threading
@@ -18,6 +17,7 @@ from typing import Any, Callable
 
 from ..kube import ApiError
 from ..paths import BRIDGE_IP
+from .cgroups import kill_pids
 from .config import ResolvedImage
 from .containers import RunState
 from .context import NodeContext
@@ -29,7 +29,7 @@ from .network import netns_exists, setup_pod_network, teardown_pod_network
 from .probes import ProbeTarget, ProbeWorker, run_action
 from .status import (ContainerView, container_status, init_complete, now_rfc3339, pod_conditions, pod_phase,
                      qos_class, with_transition_times)
-from .store import PodRecord
+from .store import PodRecord, read_json
 from .volumes import Mount, PreparedVolume, VolumeError, VolumeManager, container_mounts, prepare_targets
 
 log = logging.getLogger(__name__)
@@ -386,9 +386,8 @@ class PodWorker:
             self.waiting[name] = ("CreateContainerConfigError", str(e))
             retry.next_at = time.monotonic() + 2.0
             return
-        if attempt == 0 or name not in self.retries or True:
-            self.ctx.events.emit(pod, "Normal", "Pulled",
-                                 f'Container image "{c.get("image")}" already present on machine', field_path)
+        self.ctx.events.emit(pod, "Normal", "Pulled",
+                             f'Container image "{c.get("image")}" already present on machine', field_path)
         run = self.ctx.runtime.start(self.uid, name, attempt, spec)
         self.retries.pop(name, None)
         self.waiting.pop(name, None)
@@ -404,7 +403,6 @@ class PodWorker:
                    attempt: int) -> dict[str, Any]:
         """Everything the shim needs to run container ``c``."""
         rec = self.record
-        spec = pod.get("spec") or {}
         command = list(c.get("command") or image.command or [])
         if not command:
             raise _RunError(
@@ -437,8 +435,6 @@ class PodWorker:
             "cgroups": [str(d) for d in cgroup_dirs.values()],
             "uid": uid, "gid": gid, "groups": groups,
             "fallback_to_logs": c.get("terminationMessagePolicy") == "FallbackToLogsOnError",
-            "pod": f"{rec.namespace}/{rec.name}", "container": c["name"],
-            "share_process_namespace": bool(spec.get("shareProcessNamespace")),
         }
 
     def _run_post_start(self, pod: dict[str, Any], c: dict[str, Any], run: RunState,
@@ -464,7 +460,6 @@ class PodWorker:
                            env=spec.get("env") or {}, cwd=spec.get("cwd"))
 
     def _read_spec(self, name: str, attempt: int) -> dict[str, Any]:
-        from .store import read_json
         return read_json(self.ctx.runtime.run_dir(self.uid, name, attempt) / "spec.json") or {}
 
     def _start_probes(self, pod: dict[str, Any], c: dict[str, Any], run: RunState, init: bool) -> None:
@@ -567,7 +562,8 @@ class PodWorker:
             if run is not None and run.running:
                 waiting = None
             elif waiting is None and run is None:
-                waiting = ("PodInitializing", "") if (not init and not self.record.initialized) else None
+                creating = not self.record.sandbox_ready or self.volumes is None
+                waiting = ("ContainerCreating", "") if creating else ("PodInitializing", "")
             ready = started = False
             if run is not None and run.running:
                 started = self._started(c, run)
@@ -696,7 +692,6 @@ class PodWorker:
     def _teardown(self) -> None:
         """Free everything of the sandbox: processes, network, cgroups, mount targets, IP, GPUs."""
         rec = self.record
-        from .cgroups import kill_pids
         kill_pids(self.ctx.cgroups.pod_pids(self.uid))
         self._stop_all_probes()
         if not rec.host_network:
@@ -770,5 +765,3 @@ def _home(uid: int | None) -> str:
     except KeyError:
         return "/"
 
-
-__all__ = ["PodWorker", "crash_backoff", "os"]

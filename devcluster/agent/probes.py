@@ -134,9 +134,16 @@ class ProbeWorker(threading.Thread):
         self.on_result = on_result
         self.gate = gate
         self.result = initial
+        self.failure_threshold = max(1, int(probe.get("failureThreshold") or 3))
+        self.success_threshold = max(1, int(probe.get("successThreshold") or 1))
         self._run_length = 0
         self._last: bool | None = None
         self._stop_event = threading.Event()
+
+    @property
+    def failed(self) -> bool:
+        """``failureThreshold`` consecutive failures happened (liveness/startup: restart)."""
+        return self._last is False and self._run_length >= self.failure_threshold
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -146,8 +153,6 @@ class ProbeWorker(threading.Thread):
         period = max(1, int(p.get("periodSeconds") or 10))
         timeout = max(1, int(p.get("timeoutSeconds") or 1))
         delay = int(p.get("initialDelaySeconds") or 0)
-        failure_threshold = max(1, int(p.get("failureThreshold") or 3))
-        success_threshold = max(1, int(p.get("successThreshold") or 1))
         wait = max(0.0, self.started_at + delay - time.time())
         if self._stop_event.wait(min(wait, 3600)):
             return
@@ -159,7 +164,7 @@ class ProbeWorker(threading.Thread):
                     return
                 self._run_length = self._run_length + 1 if ok == self._last else 1
                 self._last = ok
-                threshold = success_threshold if ok else failure_threshold
+                threshold = self.success_threshold if ok else self.failure_threshold
                 changed = False
                 if ok != self.result and self._run_length >= threshold:
                     self.result = ok

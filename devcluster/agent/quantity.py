@@ -46,7 +46,7 @@ def resource_field_value(container: dict[str, Any], resource: str, divisor: str 
     """The value of a ``resourceFieldRef`` as the kubelet renders it.
 
     Unset limits fall back to the node's allocatable; the result is rounded up
-    to whole divisors.
+    to whole divisors (a divisor of 0 or none means 1).
     """
     kind, _, name = resource.partition(".")
     if kind not in ("limits", "requests") or not name:
@@ -54,7 +54,9 @@ def resource_field_value(container: dict[str, Any], resource: str, divisor: str 
     value = container_resource(container, kind, name)
     if value is None:
         value = parse_quantity(allocatable.get(name, "0")) if kind == "limits" else Decimal(0)
-    div = parse_quantity(divisor) if divisor else Decimal(1)
-    if div <= 0:
+    div = parse_quantity(divisor) if divisor else Decimal(0)
+    if div < 0:
         raise ValueError(f"invalid divisor {divisor!r}")
+    if div == 0:  # the API defaults an unset divisor to "0", meaning 1
+        div = Decimal(1)
     return str(math.ceil(value / div))
