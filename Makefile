@@ -35,8 +35,8 @@ cluster-status: venv
 cluster-purge: venv
 	$(VPY) -m devcluster purge
 
-demo: cluster-up
-	@$(VPY) -m devcluster demo-info
+demo: build
+	$(VPY) -m devcluster demo
 
 # Unit tests, then end-to-end tests on devcluster (started if it is not up),
 # then the teardown test, which runs `down` and checks nothing is left.

@@ -259,6 +259,7 @@ def up(state: State) -> dict:
 
 def status(state: State) -> dict:
     daemons = {name: procs.running_pid(state, name) for name in ["s3"] + CONTROL_PLANE + NODE_SIDE}
+    hub_pid = procs.running_pid(state, "hub")
     st: dict = {"state_dir": str(state.root), "kubeconfig": str(state.kubeconfig), "daemons": daemons}
     if daemons.get("kube-apiserver") and state.kubeconfig.exists():
         try:
@@ -266,6 +267,7 @@ def status(state: State) -> dict:
         except (ApiError, requests.RequestException) as e:
             st["nodes_error"] = str(e)
     st["running"] = all(daemons.values()) and all(st.get("nodes", {None: False}).values())
+    st["hub"] = hub_pid
     return st
 
 
@@ -275,8 +277,9 @@ def down(state: State) -> None:
     Cluster state (etcd, S3 data, certificates) stays for the next ``up``;
     ``purge`` removes it.
     """
-    from . import agent, s3
+    from . import agent, hub, s3
 
+    hub.down(state)
     procs.stop(state, "node-agent")
     agent.cleanup(state)
     for name in reversed(NODE_SIDE[1:]):
@@ -301,6 +304,8 @@ def demo_info(state: State) -> str:
     nodes = ", ".join(f"{n} ({'Ready' if r else 'NotReady'})" for n, r in st.get("nodes", {}).items())
     return "\n".join([
         "kubelab devcluster is up." if st["running"] else "kubelab devcluster is NOT fully up: see `make cluster-status`.",
+        "  JupyterHub: http://127.0.0.1:8000  (log in as any user, password 'kubelab'; 'admin' is an admin; "
+        "'alice' is in group gpu-users)" if st.get("hub") else "  JupyterHub: not running (python -m devcluster hub-up)",
         f"  nodes:      {nodes}",
         f"  kubectl:    export KUBECONFIG={state.kubeconfig}; {state.bin / 'kubectl'} get pods -A",
         f"  S3:         source {state.s3_env}   # MinIO on http://127.0.0.1:9000",
@@ -313,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m devcluster", description=__doc__)
-    ap.add_argument("command", choices=["up", "down", "status", "purge", "build", "demo-info"])
+    ap.add_argument("command", choices=["up", "down", "status", "purge", "build", "hub-up", "hub-down", "demo",
+                                        "demo-info"])
     args = ap.parse_args(argv)
     state = State.default()
     try:
@@ -333,9 +339,21 @@ def main(argv: list[str] | None = None) -> int:
             log(f"purged {state.root}")
         elif args.command == "build":
             print(clusterbin())
+        elif args.command in ("hub-up", "demo"):
+            from . import hub
+
+            if args.command == "demo" and not status(state)["running"]:
+                up(state)
+            hub.up(state)
+            if args.command == "demo":
+                print(demo_info(state))
+        elif args.command == "hub-down":
+            from . import hub
+
+            hub.down(state)
         elif args.command == "demo-info":
             print(demo_info(state))
-    except (ClusterError, subprocess.CalledProcessError) as e:
+    except (ClusterError, subprocess.CalledProcessError, RuntimeError) as e:
         log(f"error: {e}")
         return 1
     return 0

@@ -109,8 +109,9 @@ class KubelabSpawner(KubeSpawner):
         {},
         config=True,
         help="""
-        Per hub group quota overrides, merged over ``quota``. A user in several
-        groups gets, for each key, the largest value among their groups.
+        Per hub group quota overrides. A key set by any of the user's groups
+        replaces the ``quota`` default (so a group can also lower it); if
+        several of the user's groups set it, the largest value wins.
 
         Example::
 
@@ -405,14 +406,18 @@ class KubelabSpawner(KubeSpawner):
 
     # -- namespace provisioning -----------------------------------------------------------------
     def merged_quota(self) -> dict[str, str]:
+        """``quota`` with the user's group overrides: a key set by any of the user's
+        groups replaces the default; if several groups set it, the largest wins."""
         hard = dict(self.quota)
         mine = set(self.user_group_names())
+        chosen: dict[str, str] = {}
         for group, overrides in self.quota_group_overrides.items():
             if group not in mine:
                 continue
             for k, v in overrides.items():
-                if k not in hard or rg.parse_quantity(v) > rg.parse_quantity(hard[k]):
-                    hard[k] = str(v)
+                if k not in chosen or rg.parse_quantity(v) > rg.parse_quantity(chosen[k]):
+                    chosen[k] = str(v)
+        hard.update(chosen)
         return hard
 
     def namespace_manifests(self, s3_creds: dict | None) -> list[dict]:

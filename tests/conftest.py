@@ -25,7 +25,7 @@ ARTIFACTS = REPO / "test-artifacts"
 
 def pytest_collection_modifyitems(config, items):
     """Everything under tests/devcluster/ and any test using a cluster fixture is e2e."""
-    cluster_fixtures = {"devcluster", "kube", "kubectl", "namespace", "s3_env"}
+    cluster_fixtures = {"devcluster", "kube", "kubectl", "namespace", "s3_env", "hub"}
     for item in items:
         if cluster_fixtures & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
@@ -110,3 +110,16 @@ def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
 
+
+
+@pytest.fixture(scope="session")
+def hub(devcluster: State):
+    """JupyterHub with KubelabSpawner on devcluster, driven by the kubelab-tests service token."""
+    from devcluster import hub as devhub
+    from tests.hubclient import Hub
+
+    try:
+        url = devhub.up(devcluster)
+    except Exception as e:  # noqa: BLE001 - a clear failure, never a skip
+        pytest.fail(f"JupyterHub on devcluster could not start: {e}", pytrace=False)
+    return Hub(url, devhub.test_token(devcluster))

@@ -38,12 +38,15 @@ class NodeAgent:
         self.cfg = cfg
         client = Client.from_kubeconfig(state.component_kubeconfig(f"node-{cfg.name}"))
         store = NodeStore(state, cfg.name)
-        live = [r for r in store.records() if not r.torn_down]
+        records = store.records()
+        live = [r for r in records if not r.torn_down]
+        newest = max((r for r in records if r.ip and not r.host_network), key=lambda r: r.start_time, default=None)
         self.ctx = NodeContext(
             config=cfg, client=client, objects=ApiObjects(client), store=store,
             runtime=ContainerRuntime(store, cgroups), cgroups=cgroups, images=images,
             events=EventRecorder(client, cfg.name), host_paths=host_paths,
-            ips=IpAllocator(cfg.pod_cidr, {r.uid: r.ip for r in live if r.ip and not r.host_network}),
+            ips=IpAllocator(cfg.pod_cidr, {r.uid: r.ip for r in live if r.ip and not r.host_network},
+                            last=newest.ip if newest else None),
             gpus=GpuAllocator(cfg.gpu_count, {r.uid: r.gpus for r in live}),
         )
         self.registrar = NodeRegistrar(client, cfg)
@@ -188,7 +191,7 @@ class NodeAgent:
         else:
             run = runtime.latest(uid, container)
             if run is None:
-                reason = worker.waiting.get(container, ("ContainerCreating", ""))[0]
+                reason = worker.waiting_reason(container)
                 raise LogNotAvailable(400, f'container "{container}" in pod "{pod}" is waiting to start: {reason}')
         attempt = run.attempt
         return LogSource(run.log_path, lambda: not runtime.state(uid, container, attempt).running)

@@ -61,18 +61,16 @@ class IpAllocator:
 
     The network address, the broadcast address and the first host (``.1``,
     conventionally the gateway) are never given out. Allocations live in the
-    pod records; the allocator is rebuilt from them on start.
+    pod records; the allocator is rebuilt from them on start, and continues
+    after ``last`` (the most recently handed out address), so freed addresses
+    are not reused sooner than necessary.
     """
 
-    def __init__(self, cidr: str, held: dict[str, str] | None = None):
+    def __init__(self, cidr: str, held: dict[str, str] | None = None, last: str | None = None):
         self.network = ipaddress.ip_network(cidr)
         self._hosts = [str(h) for h in self.network.hosts()][1:]
         self._by_uid: dict[str, str] = dict(held or {})
-        self._next = 0
-        if self._by_uid:
-            last = max(ipaddress.ip_address(ip) for ip in self._by_uid.values())
-            if str(last) in self._hosts:
-                self._next = self._hosts.index(str(last)) + 1
+        self._next = self._hosts.index(last) + 1 if last in self._hosts else 0
 
     def allocate(self, uid: str) -> str:
         """The address of ``uid`` (the same one again if it already has one)."""

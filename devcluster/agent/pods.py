@@ -615,6 +615,14 @@ class PodWorker:
             status["reason"] = status["message"] = None
         return status
 
+    def waiting_reason(self, container: str) -> str:
+        """Why ``container`` has not started, as its last reported status says."""
+        status = self.last_status or {}
+        for s in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            if s["name"] == container and (s["state"] or {}).get("waiting"):
+                return str(s["state"]["waiting"].get("reason") or "ContainerCreating")
+        return "ContainerCreating"
+
     def _patch_status(self) -> None:
         with self._lock:
             pod = self.pod

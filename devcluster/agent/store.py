@@ -116,7 +116,8 @@ class HostPathRegistry:
         return data if isinstance(data, dict) else {}
 
     def ensure(self, owner: str, target: str, is_file: bool) -> None:
-        """Make ``target`` exist (a directory, or an empty file), recording what was created."""
+        """Make ``target`` exist (a directory, or an empty file), recording what was created;
+        ``owner`` becomes a user of every recorded path on the way, created now or before."""
         with self._lock:
             entries = self._load()
             parts = Path(target).parts

@@ -413,7 +413,8 @@ def prepare_targets(mounts: list[Mount], registry: HostPathRegistry, owner: str)
     """Make sure each mount target exists on the host.
 
     Targets under an earlier mount are created by the shim inside that volume;
-    the others are created here and recorded, to be removed when unused.
+    the others are created here if missing. The pod is recorded as a user of
+    every agent-created path it relies on, so none is removed while in use.
     """
     done: list[str] = []
     for m in mounts:
@@ -426,7 +427,6 @@ def prepare_targets(mounts: list[Mount], registry: HostPathRegistry, owner: str)
                 raise VolumeError(f"cannot mount file {m.source} over directory {m.target}")
             if not m.is_file and not os.path.isdir(m.target):
                 raise VolumeError(f"cannot mount directory {m.source} over file {m.target}")
-            continue
         try:
             registry.ensure(owner, m.target, m.is_file)
         except OSError as e:
