@@ -70,3 +70,10 @@ c.KubelabSpawner.quota = {
 c.KubelabSpawner.quota_group_overrides = {"no-gpu-quota": {"requests.nvidia.com/gpu": "0"}}
 # Refusals (quota, forbidden group, unschedulable) come back on the spawn request itself.
 c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 30}
+
+# Idle culling per resource group (GPU servers sooner than CPU servers).
+from kubelab.hub.config import culler_service  # noqa: E402
+
+_service, _role = culler_service(c.KubelabSpawner.resource_groups)
+c.JupyterHub.services.append(_service)
+c.JupyterHub.load_roles.append(_role)

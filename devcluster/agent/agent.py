@@ -190,6 +190,9 @@ class NodeAgent:
                 raise LogNotAvailable(400, f'previous terminated container "{container}" in pod "{pod}" not found')
         else:
             run = runtime.latest(uid, container)
+            if run is None and worker.record.terminal_phase:
+                raise LogNotAvailable(
+                    400, f'the logs of container "{container}" in pod "{pod}" are gone from node {self.cfg.name}')
             if run is None:
                 reason = worker.waiting_reason(container)
                 raise LogNotAvailable(400, f'container "{container}" in pod "{pod}" is waiting to start: {reason}')

@@ -63,7 +63,8 @@ def _kill_cgroups() -> None:
 def _unmount_netns_dir() -> None:
     """``ip netns add`` turned /run/netns into a mount point; undo it once it is empty."""
     try:
-        if os.path.ismount(NETNS_DIR) and not os.listdir(NETNS_DIR):
+        mounted = any(line.split()[1] == str(NETNS_DIR) for line in Path("/proc/self/mounts").read_text().splitlines())
+        if mounted and not os.listdir(NETNS_DIR):
             subprocess.run(["umount", str(NETNS_DIR)], check=False, capture_output=True)
             os.rmdir(NETNS_DIR)
     except OSError as e:

@@ -111,15 +111,14 @@ class ContainerRuntime:
         attempts = self.attempts(uid, name)
         return self.state(uid, name, attempts[-2]) if len(attempts) > 1 else None
 
-    def _shim_alive(self, pid: int, ticks: int | None) -> bool:
+    def _reap(self) -> None:
+        """Collect the exit status of shims this process started (no zombies)."""
         with self._lock:
-            child = self._children.get(pid)
-            if child is not None and child.poll() is not None:
+            for pid in [pid for pid, child in self._children.items() if child.poll() is not None]:
                 del self._children[pid]
-                return False
-        return ticks is not None and proc_start_ticks(pid) == ticks
 
     def state(self, uid: str, name: str, attempt: int) -> RunState:
+        self._reap()
         d = self.run_dir(uid, name, attempt)
         shim = read_json(d / "shim.json") or {}
         run = read_json(d / "run.json") or {}
@@ -128,11 +127,12 @@ class ContainerRuntime:
         if isinstance(ex, dict):
             exit_info = ExitInfo(int(ex.get("exitCode", 128)), str(ex.get("reason") or "Error"),
                                  str(ex.get("message") or ""), ex.get("startedAt"), str(ex["finishedAt"]))
-        pid = shim.get("pid")
+        pid = int(shim["pid"]) if shim.get("pid") else None
         return RunState(
             name=name, attempt=attempt, dir=d, container_id=container_id(uid, name, attempt),
             started_at=run.get("startedAt"), exit=exit_info, shim_pid=pid,
-            shim_alive=bool(pid) and exit_info is None and self._shim_alive(pid, shim.get("ticks")),
+            shim_alive=(pid is not None and exit_info is None and shim.get("ticks") is not None
+                        and proc_start_ticks(pid) == shim["ticks"]),
         )
 
     def start(self, uid: str, name: str, attempt: int, spec: dict[str, Any]) -> RunState:

@@ -35,13 +35,18 @@ from .volumes import Mount, PreparedVolume, VolumeError, VolumeManager, containe
 log = logging.getLogger(__name__)
 
 SYNC_PERIOD = 1.0
+IDLE_SYNC_PERIOD = 30.0  # finished pods only wait for their deletion
 VOLUME_REFRESH = 60.0
 BACKOFF_BASE = 10.0
 BACKOFF_MAX = 300.0
 BACKOFF_RESET_AFTER = 600.0
 DEFAULT_GRACE = 30
+MIN_DELETION_GRACE = 2.0
 TERMINAL = ("Succeeded", "Failed")
 PROBE_KINDS = ("startup", "liveness", "readiness")
+# In a strategic merge patch, this list element makes the list replace the old one
+# (podIPs would otherwise merge by ip, and a new sandbox's address be added).
+REPLACE_LIST = {"$patch": "replace"}
 
 
 def _containers(pod: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -154,7 +159,8 @@ class PodWorker:
                     self._patch_status()
                 except Exception:
                     log.debug("pod %s: status patch after failure failed", self.key, exc_info=True)
-            self.wake.wait(SYNC_PERIOD)
+            idle = self.record.terminal_phase is not None and self.record.torn_down and not self.sync_error
+            self.wake.wait(IDLE_SYNC_PERIOD if idle else SYNC_PERIOD)
             self.wake.clear()
         self._stop_all_probes()
         self.on_done(self.uid)
@@ -222,7 +228,8 @@ class PodWorker:
             try:
                 rec.gpus = self.ctx.gpus.allocate(self.uid, gpu_request(pod))
             except GpuUnavailable as e:
-                rec.terminal_phase, rec.terminal_reason, rec.terminal_message = "Failed", "UnexpectedAdmissionError", str(e)
+                rec.terminal_phase, rec.terminal_reason = "Failed", "UnexpectedAdmissionError"
+                rec.terminal_message = str(e)
                 self.ctx.store.save(rec)
                 self.ctx.events.emit(pod, "Warning", "UnexpectedAdmissionError", str(e))
                 return False
@@ -239,6 +246,7 @@ class PodWorker:
             self.ctx.events.emit(pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}")
             raise
         rec.sandbox_ready = True
+        rec.sandbox_at = time.time()
         rec.torn_down = False
         self.ctx.store.save(rec)
         log.info("pod %s: sandbox ready (ip %s%s)", self.key, rec.ip,
@@ -282,6 +290,9 @@ class PodWorker:
                 return False
             assert run.exit is not None
             if not _is_sidecar(c) and run.exit.exit_code == 0:
+                if self._before_sandbox(run):  # a new sandbox runs its init containers again
+                    self._start(pod, c, run.attempt + 1, init=True)
+                    return False
                 continue
             if policy == "Never" and not _is_sidecar(c):
                 return False
@@ -329,6 +340,13 @@ class PodWorker:
             self._stop_probes(name, run.attempt)
         return run
 
+    def _before_sandbox(self, run: RunState) -> bool:
+        """The run belongs to an earlier sandbox of the pod."""
+        try:
+            return parse_rfc3339(run.started_at or "") < self.record.sandbox_at
+        except ValueError:
+            return False
+
     def _restart_after_backoff(self, pod: dict[str, Any], c: dict[str, Any], run: RunState, init: bool) -> None:
         assert run.exit is not None
         name = c["name"]
@@ -360,13 +378,14 @@ class PodWorker:
         field_path = _field_path(c, init)
         image = self.ctx.images.resolve(c.get("image") or "")
         if image is None:
-            reason = "ErrImagePull" if retry.failures == 0 else "ImagePullBackOff"
-            message = (f'image "{c.get("image")}" is not mapped to a local environment: add a rule to '
-                       f"{self.ctx.images.path}")
-            self.waiting[name] = (reason, message if reason == "ErrImagePull" else f'Back-off pulling image "{c.get("image")}": {message}')
-            self.ctx.events.emit(pod, "Warning", "Failed", f'Failed to pull image "{c.get("image")}": {message}', field_path)
-            if retry.failures:
-                self.ctx.events.emit(pod, "Normal", "BackOff", f'Back-off pulling image "{c.get("image")}"', field_path)
+            ref = c.get("image")
+            message = f'image "{ref}" is not mapped to a local environment: add a rule to {self.ctx.images.path}'
+            if retry.failures == 0:
+                self.waiting[name] = ("ErrImagePull", message)
+            else:
+                self.waiting[name] = ("ImagePullBackOff", f'Back-off pulling image "{ref}": {message}')
+                self.ctx.events.emit(pod, "Normal", "BackOff", f'Back-off pulling image "{ref}"', field_path)
+            self.ctx.events.emit(pod, "Warning", "Failed", f'Failed to pull image "{ref}": {message}', field_path)
             retry.failed()
             return
         try:
@@ -489,6 +508,9 @@ class PodWorker:
             w = workers.get("startup")
             return w is None or w.result
 
+        def target() -> ProbeTarget | None:
+            return self._probe_target(c, run)
+
         for kind in PROBE_KINDS:
             probe = c.get(f"{kind}Probe")
             if not probe:
@@ -499,8 +521,8 @@ class PodWorker:
                     initial = bool(adopted.get("ready"))
                 if kind == "startup":
                     initial = bool(adopted.get("started"))
-            worker = ProbeWorker(kind, probe, lambda c=c, run=run: self._probe_target(c, run), started_at,
-                                 on_result, (lambda: True) if kind == "startup" else startup_done, initial)
+            worker = ProbeWorker(kind, probe, target, started_at, on_result,
+                                 (lambda: True) if kind == "startup" else startup_done, initial)
             workers[kind] = worker
         self.probes[key] = workers
         for w in workers.values():
@@ -585,8 +607,8 @@ class PodWorker:
             phase = rec.terminal_phase
         else:
             phase = pod_phase(self._restart_policy(pod), init_views, app_views, rec.initialized)
-            if phase in TERMINAL:  # decided next sync, with teardown
-                phase = "Running"
+            if phase in TERMINAL:  # only sync() declares a pod finished, together with its teardown
+                phase = (pod.get("status") or {}).get("phase") or "Pending"
         initialized = rec.initialized or init_complete(init_views)
         conditions = pod_conditions(pod, phase, rec.sandbox_ready and not rec.torn_down, initialized,
                                     init_views, app_views)
@@ -597,7 +619,7 @@ class PodWorker:
             "phase": phase,
             "conditions": conditions,
             "hostIP": BRIDGE_IP,
-            "hostIPs": [{"ip": BRIDGE_IP}],
+            "hostIPs": [{"ip": BRIDGE_IP}, REPLACE_LIST],
             "startTime": rec.start_time,
             "qosClass": (pod.get("status") or {}).get("qosClass") or qos_class(pod),
             "containerStatuses": [container_status(v) for v in app_views],
@@ -606,7 +628,7 @@ class PodWorker:
             status["initContainerStatuses"] = [container_status(v) for v in init_views]
         if rec.ip:
             status["podIP"] = rec.ip
-            status["podIPs"] = [{"ip": rec.ip}]
+            status["podIPs"] = [{"ip": rec.ip}, REPLACE_LIST]
         if self.sync_error:
             status["reason"], status["message"] = "NodeAgentError", f"devcluster node agent: {self.sync_error}"
         elif rec.terminal_reason:
@@ -624,8 +646,11 @@ class PodWorker:
         return "ContainerCreating"
 
     def _patch_status(self) -> None:
+        """Send the pod's status if it changed; a status the API already has as final stays."""
         with self._lock:
             pod = self.pod
+        if (pod.get("status") or {}).get("phase") in TERMINAL:
+            return
         status = self._build_status(pod)
         if status == self.last_status:
             return
@@ -648,6 +673,16 @@ class PodWorker:
         if value is None:
             value = spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE)
         return max(0, int(value))
+
+    def _deletion_grace(self, pod: dict[str, Any]) -> float:
+        """What is left of the grace period: deletionTimestamp is when it ends (an agent
+        restart during a deletion does not start the period over)."""
+        grace = float(self._grace(pod))
+        try:
+            left = parse_rfc3339(pod["metadata"]["deletionTimestamp"]) - time.time()
+        except (KeyError, ValueError):
+            return grace
+        return min(grace, max(MIN_DELETION_GRACE, left)) if grace > 0 else 0.0
 
     def _running_runs(self, pod: dict[str, Any]) -> list[tuple[dict[str, Any], bool, RunState]]:
         out = []
@@ -717,7 +752,7 @@ class PodWorker:
     def _delete(self, pod: dict[str, Any]) -> bool:
         """Graceful deletion: stop, final status, tear down, then remove the object."""
         if not self.record.torn_down:
-            grace = float(self._grace(pod))
+            grace = self._deletion_grace(pod)
             log.info("pod %s: deleting (grace %ss)", self.key, int(grace))
             self._stop_containers(pod, grace)
             if self.record.terminal_phase is None:

@@ -163,7 +163,7 @@ class _TLSServer(ThreadingHTTPServer):
             log.debug("%s: TLS handshake with %s failed: %s", self.name, client_address, e)
             return
         try:
-            self.RequestHandlerClass(tls, client_address, self)
+            super().finish_request(tls, client_address)
         finally:
             try:
                 tls.close()

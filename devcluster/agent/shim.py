@@ -273,8 +273,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
     assert child.stdout is not None and child.stderr is not None
     sel = selectors.DefaultSelector()
-    with open(spec["log"], "ab", buffering=0) as log:
-        writers = {child.stdout.fileno(): LogWriter(log, "stdout"), child.stderr.fileno(): LogWriter(log, "stderr")}
+    with open(spec["log"], "ab", buffering=0) as log_file:
+        writers = {child.stdout.fileno(): LogWriter(log_file, "stdout"),
+                   child.stderr.fileno(): LogWriter(log_file, "stderr")}
         for fd in writers:
             os.set_blocking(fd, False)
             sel.register(fd, selectors.EVENT_READ)

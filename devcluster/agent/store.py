@@ -56,6 +56,7 @@ class PodRecord:
     ip: str | None = None
     gpus: list[int] = field(default_factory=list)
     sandbox_ready: bool = False
+    sandbox_at: float = 0.0
     initialized: bool = False
     terminal_phase: str | None = None
     terminal_reason: str | None = None

@@ -235,3 +235,22 @@ def test_hub_killed_mid_provision_leaves_one_consistent_namespace(hub, kubectl, 
     assert "kubelab-user" in names and "kubelab-isolation" in names
     assert len(kubectl.json("-n", ns, "get", "pods", "-l", "component=singleuser-server")["items"]) == 1
     hub.delete_user(u)
+
+
+def test_idle_culler_stops_servers_by_their_group_timeout(hub, devcluster):
+    import subprocess
+    import sys
+
+    u = f"idle{RUN}"
+    hub.ensure_user(u)
+    try:
+        hub.spawn(u)
+        env = {**os.environ, "JUPYTERHUB_API_URL": f"{hub.url}/hub/api", "JUPYTERHUB_API_TOKEN": hub.token}
+        out = subprocess.run([sys.executable, "-m", "kubelab.hub.culler", "--once", "--timeouts",
+                              json.dumps({"cpu": 1, "gpu-a100": 99999}), "--default-timeout", "0"],
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert f"culling {u}/default (group cpu" in out.stderr
+        eventually(lambda: hub.server(u) is None, 120, 1, what="culled server stopped")
+    finally:
+        hub.delete_user(u)
