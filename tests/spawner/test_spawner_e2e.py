@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import textwrap
+import time
 import uuid
 
 import boto3
@@ -245,6 +246,7 @@ def test_idle_culler_stops_servers_by_their_group_timeout(hub, devcluster):
     hub.ensure_user(u)
     try:
         hub.spawn(u)
+        time.sleep(3)  # idle for longer than the 1 s timeout given below
         env = {**os.environ, "JUPYTERHUB_API_URL": f"{hub.url}/hub/api", "JUPYTERHUB_API_TOKEN": hub.token}
         out = subprocess.run([sys.executable, "-m", "kubelab.hub.culler", "--once", "--timeouts",
                               json.dumps({"cpu": 1, "gpu-a100": 99999}), "--default-timeout", "0"],
