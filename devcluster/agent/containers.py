@@ -149,7 +149,7 @@ class ContainerRuntime:
                     exit_file=str(d / "exit.json"), termination_log=str(d / "termination-log"))
         write_json(d / "spec.json", full)
         with open(d / "shim.log", "ab") as shim_log:
-            child = subprocess.Popen([sys.executable, str(SHIM), str(d / "spec.json")],
+            child = subprocess.Popen([sys.executable, "-I", "-S", str(SHIM), str(d / "spec.json")],
                                      stdin=subprocess.DEVNULL, stdout=shim_log, stderr=shim_log,
                                      start_new_session=True, cwd="/")
         with self._lock:

@@ -30,7 +30,8 @@ from .probes import ProbeTarget, ProbeWorker, run_action
 from .status import (ContainerView, container_status, init_complete, now_rfc3339, pod_conditions, pod_phase,
                      qos_class, with_transition_times)
 from .store import PodRecord, read_json
-from .volumes import Mount, PreparedVolume, VolumeError, VolumeManager, container_mounts, prepare_targets
+from .volumes import (Mount, PreparedVolume, VolumeError, VolumeManager, container_mounts, prepare_targets,
+                      prepare_working_dir)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ VOLUME_REFRESH = 60.0
 BACKOFF_BASE = 10.0
 BACKOFF_MAX = 300.0
 BACKOFF_RESET_AFTER = 600.0
+VOLUME_RETRY = (2.0, 30.0)  # a missing configMap or unbound claim is retried soon
 DEFAULT_GRACE = 30
 MIN_DELETION_GRACE = 2.0
 TERMINAL = ("Succeeded", "Failed")
@@ -73,9 +75,11 @@ def crash_backoff(attempt: int, ran_for: float) -> float:
 
 
 class Retry:
-    """Back-off for attempts that fail before a run exists (image, config)."""
+    """Exponential back-off for steps that fail before a run exists (image, volumes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX) -> None:
+        self.base = base
+        self.cap = cap
         self.failures = 0
         self.next_at = 0.0
 
@@ -84,7 +88,7 @@ class Retry:
 
     def failed(self) -> None:
         self.failures += 1
-        self.next_at = time.monotonic() + min(BACKOFF_BASE * 2 ** (self.failures - 1), BACKOFF_MAX)
+        self.next_at = time.monotonic() + min(self.base * 2 ** (self.failures - 1), self.cap)
 
 
 class PodWorker:
@@ -109,7 +113,7 @@ class PodWorker:
                                             ctx.config.capacity)
         self.volumes: dict[str, PreparedVolume] | None = None
         self.volumes_at = 0.0
-        self.volume_retry = Retry()
+        self.volume_retry = Retry(*VOLUME_RETRY)
         self.waiting: dict[str, tuple[str, str]] = {}
         self.retries: dict[str, Retry] = {}
         self.probes: dict[tuple[str, int], dict[str, ProbeWorker]] = {}
@@ -182,6 +186,11 @@ class PodWorker:
             # Finished before (e.g. in an earlier life of the agent): never run it again.
             self.record.terminal_phase = api_phase
             self.ctx.store.save(self.record)
+        if self.record.terminal_phase is None and self._deadline_exceeded(pod):
+            self.record.terminal_phase, self.record.terminal_reason = "Failed", "DeadlineExceeded"
+            self.record.terminal_message = "Pod was active on the node longer than the specified deadline"
+            self.ctx.store.save(self.record)
+            self.ctx.events.emit(pod, "Normal", "DeadlineExceeded", self.record.terminal_message)
         if self.record.terminal_phase:
             self._finish_terminal()
             self._patch_status()
@@ -208,6 +217,16 @@ class PodWorker:
             self._finish_terminal()
         self._patch_status()
         return False
+
+    def _deadline_exceeded(self, pod: dict[str, Any]) -> bool:
+        """``spec.activeDeadlineSeconds`` has passed since the pod started on this node."""
+        deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+        if deadline is None:
+            return False
+        try:
+            return time.time() - parse_rfc3339(self.record.start_time) > int(deadline)
+        except ValueError:
+            return False
 
     @staticmethod
     def _restart_policy(pod: dict[str, Any]) -> str:
@@ -262,7 +281,7 @@ class PodWorker:
         try:
             self.volumes = self.volume_manager.prepare(pod, self.record.ip)
             self.volumes_at = time.monotonic()
-            self.volume_retry = Retry()
+            self.volume_retry = Retry(*VOLUME_RETRY)
             return True
         except VolumeError as e:
             self.volume_retry.failed()
@@ -430,7 +449,7 @@ class PodWorker:
                 f'"{c.get("image")}" in {self.ctx.images.path}')
         uid, gid, groups = _run_as(pod, c)
         env = image.base_env()
-        env["HOME"] = _home(uid)
+        env.setdefault("HOME", _home(uid))
         env["HOSTNAME"] = socket.gethostname() if rec.host_network else pod_hostname(pod)
         env.update(resolve_env(pod, c, self.ctx.objects, rec.ip, BRIDGE_IP, self.ctx.config.capacity))
         env.update(visible_devices_env(rec.gpus))
@@ -443,6 +462,8 @@ class PodWorker:
         if all(m.target != term_target for m in mounts):
             mounts.append(Mount(source=term_source, target=term_target, read_only=False, is_file=True))
         prepare_targets(mounts, self.ctx.host_paths, self.uid)
+        if c.get("workingDir"):
+            prepare_working_dir(c["workingDir"], mounts, self.ctx.host_paths, self.uid)
         cgroup_dirs = self.ctx.cgroups.create(self.uid, c["name"], c)
         return {
             "netns": None if rec.host_network else rec.netns,
@@ -471,8 +492,8 @@ class PodWorker:
     # -- probes ----------------------------------------------------------------------------
     def _probe_target(self, c: dict[str, Any], run: RunState) -> ProbeTarget | None:
         state = self.ctx.runtime.state(self.uid, c["name"], run.attempt)
-        if not state.running or state.shim_pid is None:
-            return None
+        if not state.running or state.shim_pid is None or state.started_at is None:
+            return None  # run.json (started_at) appears once the shim set up the namespaces
         spec = self._read_spec(c["name"], run.attempt)
         ports = {p["name"]: int(p["containerPort"]) for p in c.get("ports") or [] if p.get("name")}
         return ProbeTarget(pod_ip=self.record.ip or BRIDGE_IP, ports=ports, shim_pid=state.shim_pid,

@@ -409,6 +409,17 @@ def container_mounts(container: dict[str, Any], volumes: dict[str, PreparedVolum
     return mounts
 
 
+def prepare_working_dir(cwd: str, mounts: list[Mount], registry: HostPathRegistry, owner: str) -> None:
+    """Create a missing working directory on the host (recorded like a mount target),
+    unless it lies in a volume, where the shim creates it."""
+    if os.path.isdir(cwd) or any(_within(cwd, m.target) for m in mounts):
+        return
+    try:
+        registry.ensure(owner, os.path.normpath(cwd), False)
+    except OSError as e:
+        raise VolumeError(f"cannot create working directory {cwd}: {e}") from e
+
+
 def prepare_targets(mounts: list[Mount], registry: HostPathRegistry, owner: str) -> None:
     """Make sure each mount target exists on the host.
 
