@@ -13,20 +13,14 @@ IMAGE = "python:3.11"
 
 def pod(name: str, code: str | None = None, *, command: list[str] | None = None, extra: str = "",
         container_extra: str = "", restart: str = "Never", image: str = IMAGE) -> str:
-    cmd = command or ["python", "-c", code or "pass"]
-    return textwrap.dedent(f"""
-        apiVersion: v1
-        kind: Pod
-        metadata: {{name: {name}}}
-        spec:
-          restartPolicy: {restart}
-        {textwrap.indent(extra, '  ')}
-          containers:
-          - name: main
-            image: {image}
-            command: {json.dumps(cmd)}
-        {textwrap.indent(container_extra, '    ')}
-    """)
+    """A Pod manifest (JSON); ``extra``/``container_extra`` are YAML merged into spec / the container."""
+    import yaml
+
+    container = {"name": "main", "image": image, "command": command or ["python", "-c", code or "pass"]}
+    container.update(yaml.safe_load(textwrap.dedent(container_extra)) or {})
+    spec = {"restartPolicy": restart, "containers": [container]}
+    spec.update(yaml.safe_load(textwrap.dedent(extra)) or {})
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})
 
 
 def get_pod(kubectl, ns, name) -> dict:
@@ -56,7 +50,8 @@ def gpu_pod(name: str, gpus: int) -> str:
 
 
 def test_gpu_pods_get_exclusive_devices_and_too_many_stay_pending(kubectl, namespace):
-    kubectl.apply(gpu_pod("g1", 1) + "\n---\n" + gpu_pod("g2", 2) + "\n---\n" + gpu_pod("g5", 5), namespace)
+    for name, n in (("g1", 1), ("g2", 2), ("g5", 5)):
+        kubectl.apply(gpu_pod(name, n), namespace)
     for name in ("g1", "g2"):
         eventually(lambda n=name: phase(kubectl, namespace, n) == "Running", 120, what=f"{name} running")
     devices = {}
