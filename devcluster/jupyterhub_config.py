@@ -38,8 +38,8 @@ c.KubelabSpawner.start_timeout = 180
 c.KubelabSpawner.http_timeout = 120
 c.KubelabSpawner.hub_namespace = "kubelab-system"
 c.KubelabSpawner.s3_mount_host_path = "/var/lib/kubelab/s3"
-c.KubelabSpawner.uid = None
-c.KubelabSpawner.fs_gid = None
+c.KubelabSpawner.uid = 1000
+c.KubelabSpawner.gid = 100
 
 # Resource groups matching devcluster's nodes: CPU for everyone, A100s for the
 # gpu-users group, and an approval-gated A100 group.

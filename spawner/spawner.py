@@ -45,18 +45,9 @@ class KubelabSpawner(KubeSpawner):
         return True
 
     # -- namespaces ---------------------------------------------------------------
-    namespace_template = Unicode(
-        "kubelab-{username}",
-        config=True,
-        help="""
-        Name of each user's namespace; ``{username}`` is the hub user name made
-        DNS-1123 safe (distinct users never collide).
-
-        Example::
-
-            c.KubelabSpawner.namespace_template = "jhub-user-{username}"
-        """,
-    )
+    @default("user_namespace_template")
+    def _default_user_namespace_template(self) -> str:
+        return "kubelab-{username}"
 
     hub_namespace = Unicode(
         config=True,
@@ -334,8 +325,6 @@ class KubelabSpawner(KubeSpawner):
     # -- state -----------------------------------------------------------------------------
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        if self.enable_user_namespaces and getattr(self, "user", None) is not None:
-            self.namespace = names.render(self.namespace_template, username=self.user.name)
         self._choice: SpawnChoice | None = None
 
     @property

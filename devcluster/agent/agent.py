@@ -17,11 +17,13 @@ from .containers import ContainerRuntime
 from .context import NodeContext
 from .events import EventRecorder
 from .gpu import GpuAllocator
+from .mounts import SharedMounts
 from .network import IpAllocator, ensure_bridge
 from .node import NodeRegistrar
 from .pods import PodWorker
 from .server import KubeletServer, LogNotAvailable, LogSource
 from .store import HostPathRegistry, NodeStore, PodRecord
+from .volumes import NodeLocalPaths
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,16 @@ RETRY = 5.0
 WATCH_TIMEOUT = 300
 
 
+def node_root(state: State, node: str) -> Path:
+    """Where a node keeps its copy of the node-local host paths (nodes.yaml nodeLocalPaths)."""
+    return state.root / "nodes" / node / "rootfs"
+
+
 class NodeAgent:
     """Serves one node: registration, lease, pod watch, pod workers, kubelet endpoint."""
 
     def __init__(self, state: State, cfg: NodeConfig, images: ImageCatalog, cgroups: Cgroups,
-                 host_paths: HostPathRegistry):
+                 host_paths: HostPathRegistry, shared_mounts: SharedMounts):
         self.state = state
         self.cfg = cfg
         client = Client.from_kubeconfig(state.component_kubeconfig(f"node-{cfg.name}"))
@@ -48,6 +55,8 @@ class NodeAgent:
             ips=IpAllocator(cfg.pod_cidr, {r.uid: r.ip for r in live if r.ip and not r.host_network},
                             last=newest.ip if newest else None),
             gpus=GpuAllocator(cfg.gpu_count, {r.uid: r.gpus for r in live}),
+            local_paths=NodeLocalPaths(node_root(state, cfg.name), cfg.local_paths),
+            shared_mounts=shared_mounts,
         )
         self.registrar = NodeRegistrar(client, cfg)
         self.workers: dict[str, PodWorker] = {}
@@ -206,8 +215,9 @@ def run_agent(state: State, nodes_path: Path, images_path: Path) -> None:
     state.agent.mkdir(parents=True, exist_ok=True)
     cgroups = Cgroups()
     host_paths = HostPathRegistry(state.agent / "host-paths.json")
+    shared_mounts = SharedMounts(state.agent / "shared-mounts.json")
     images = ImageCatalog(images_path)
-    agents = [NodeAgent(state, cfg, images, cgroups, host_paths) for cfg in load_nodes(nodes_path)]
+    agents = [NodeAgent(state, cfg, images, cgroups, host_paths, shared_mounts) for cfg in load_nodes(nodes_path)]
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -13,6 +13,7 @@ from .. import procs
 from ..paths import State
 from .cgroups import CGROUP_ROOT, CONTROLLERS, HIERARCHY, kill_pids, remove_tree, tree_pids
 from .containers import SHIM, proc_start_ticks
+from .mounts import SharedMounts
 from .network import NETNS_DIR, list_agent_netns, list_agent_veths, teardown_pod_network
 from .store import HostPathRegistry, read_json
 
@@ -76,7 +77,10 @@ def cleanup(state: State) -> None:
     cgroups and the mount points the agent created, and forget all pods.
 
     Mounts of volumes live only in the shims' private mount namespaces, so they
-    vanish with the shims.
+    vanish with the shims; what pods propagated to the host (mountPropagation
+    Bidirectional, e.g. s3fs's FUSE mount in a node root) and the shared binds
+    the agent made for that are lazily unmounted here, before anything is removed.
+    The node roots (node-local host paths) stay, like a machine's disk.
     """
     procs.stop(state, AGENT_DAEMON)
     agent_dir = state.agent
@@ -94,6 +98,10 @@ def cleanup(state: State) -> None:
     for ns in list_agent_netns():
         teardown_pod_network(ns, None)
     _unmount_netns_dir()
+    unmounted = SharedMounts(agent_dir / "shared-mounts.json").release_all(
+        [str(state.root / "nodes"), str(agent_dir)])
+    if unmounted:
+        log.info("unmounted %s", ", ".join(unmounted))
     for c in CONTROLLERS:
         remove_tree(CGROUP_ROOT / c / HIERARCHY)
     if agent_dir.is_dir():

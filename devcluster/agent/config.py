@@ -34,6 +34,8 @@ class NodeConfig:
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[dict[str, Any]] = field(default_factory=list)
     capacity: dict[str, str] = field(default_factory=dict)
+    # Host path prefixes every node has a private copy of (nodes.yaml ``nodeLocalPaths``).
+    local_paths: tuple[str, ...] = ()
 
     @property
     def kubelet_port(self) -> int:
@@ -44,9 +46,26 @@ class NodeConfig:
         return int(self.capacity.get("nvidia.com/gpu", "0"))
 
 
+def _local_paths(path: Path, raw: Any) -> tuple[str, ...]:
+    """``nodeLocalPaths``: absolute, normalized host paths other than /."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: nodeLocalPaths must be a list of absolute paths")
+    out = []
+    for item in raw:
+        text = str(item)
+        norm = os.path.normpath(text)
+        if not os.path.isabs(text) or norm == "/":
+            raise ConfigError(f"{path}: nodeLocalPaths entry {text!r} must be an absolute path other than /")
+        out.append(norm)
+    return tuple(out)
+
+
 def load_nodes(path: Path) -> list[NodeConfig]:
     """Parse nodes.yaml; every pod CIDR must lie inside the cluster pod CIDR."""
     data = yaml.safe_load(Path(path).read_text()) or {}
+    local_paths = _local_paths(path, data.get("nodeLocalPaths"))
     cluster_net = ipaddress.ip_network(POD_CIDR)
     nodes: list[NodeConfig] = []
     for index, raw in enumerate(data.get("nodes") or []):
@@ -66,6 +85,7 @@ def load_nodes(path: Path) -> list[NodeConfig]:
             labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
             taints=list(raw.get("taints") or []),
             capacity=capacity,
+            local_paths=local_paths,
         ))
     if len({n.name for n in nodes}) != len(nodes):
         raise ConfigError(f"{path}: node names must be unique")

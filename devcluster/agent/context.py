@@ -11,8 +11,10 @@ from .config import ImageCatalog, NodeConfig
 from .containers import ContainerRuntime
 from .events import EventRecorder
 from .gpu import GpuAllocator
+from .mounts import SharedMounts
 from .network import IpAllocator
 from .store import HostPathRegistry, NodeStore
+from .volumes import NodeLocalPaths
 
 
 @dataclass
@@ -30,4 +32,6 @@ class NodeContext:
     host_paths: HostPathRegistry
     ips: IpAllocator
     gpus: GpuAllocator
+    local_paths: NodeLocalPaths
+    shared_mounts: SharedMounts
     alloc_lock: threading.Lock = field(default_factory=threading.Lock)

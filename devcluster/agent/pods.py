@@ -25,6 +25,7 @@ from .envvars import ContainerConfigError, expand_command, resolve_env
 from .etcfiles import pod_hostname, write_etc_files
 from .gpu import GpuUnavailable, gpu_request, visible_devices_env
 from .logs import parse_rfc3339
+from .mounts import PRIVATE
 from .network import netns_exists, setup_pod_network, teardown_pod_network
 from .probes import ProbeTarget, ProbeWorker, run_action
 from .status import (ContainerView, container_status, init_complete, now_rfc3339, pod_conditions, pod_phase,
@@ -110,7 +111,7 @@ class PodWorker:
             start_time=(pod.get("status") or {}).get("startTime") or now_rfc3339(),
             host_network=bool((pod.get("spec") or {}).get("hostNetwork")))
         self.volume_manager = VolumeManager(ctx.client, ctx.objects, self.pod_dir, BRIDGE_IP,
-                                            ctx.config.capacity)
+                                            ctx.config.capacity, ctx.local_paths)
         self.volumes: dict[str, PreparedVolume] | None = None
         self.volumes_at = 0.0
         self.volume_retry = Retry(*VOLUME_RETRY)
@@ -462,6 +463,14 @@ class PodWorker:
         if all(m.target != term_target for m in mounts):
             mounts.append(Mount(source=term_source, target=term_target, read_only=False, is_file=True))
         prepare_targets(mounts, self.ctx.host_paths, self.uid)
+        for m in mounts:
+            if m.propagation != PRIVATE:
+                # The node root as a whole, like a node whose / is shared; else the source itself.
+                point = str(self.ctx.local_paths.root) if self.ctx.local_paths.contains(m.source) else m.source
+                try:
+                    self.ctx.shared_mounts.ensure(m.source, m.propagation, point)
+                except OSError as e:
+                    raise VolumeError(f"cannot make {point} a shared mount for {m.target}: {e}") from e
         if c.get("workingDir"):
             prepare_working_dir(c["workingDir"], mounts, self.ctx.host_paths, self.uid)
         cgroup_dirs = self.ctx.cgroups.create(self.uid, c["name"], c)
@@ -761,6 +770,7 @@ class PodWorker:
         if not rec.host_network:
             teardown_pod_network(rec.netns, rec.veth)
         self.ctx.cgroups.remove_pod(self.uid)
+        self.ctx.shared_mounts.release_under(str(self.pod_dir))
         self.ctx.host_paths.release(self.uid)
         with self.ctx.alloc_lock:
             self.ctx.ips.release(self.uid)

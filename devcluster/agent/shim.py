@@ -5,7 +5,10 @@ only the standard library and no package import, so it keeps running whatever
 happens to the agent's code. It
 
 1. joins the pod's network namespace and unshares a private mount (and UTS)
-   namespace, where it bind-mounts the container's volumes;
+   namespace, where it bind-mounts the container's volumes (a volume with
+   mount propagation is a clone of the host mount instead, taken with
+   open_tree(2) before the unshare so that it stays in the host mount's peer
+   group: rslave for HostToContainer, rshared for Bidirectional);
 2. starts the command in its own process group, inside the container's
    cgroups, with stdout/stderr piped to it;
 3. writes CRI-style log lines (``<RFC3339Nano> stdout F <text>``);
@@ -35,7 +38,16 @@ MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
 MNT_DETACH = 0x2
+# open_tree(2) / move_mount(2): the same numbers on x86_64 and arm64.
+SYS_OPEN_TREE = 428
+SYS_MOVE_MOUNT = 429
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MAX_LINE = 16 * 1024
 DRAIN_SECONDS = 2.0
 TERMINATION_MESSAGE_MAX = 4096
@@ -101,9 +113,27 @@ def enter_namespaces(spec: dict[str, Any]) -> None:
         _check(_libc.sethostname(name, len(name)), "sethostname")
 
 
-def bind_mounts(mounts: list[dict[str, Any]]) -> None:
-    """Bind each source on its target (creating a missing target), read-only where asked."""
-    for m in mounts:
+def clone_trees(mounts: list[dict[str, Any]]) -> dict[int, int]:
+    """Detached clones of the sources of propagating mounts (index -> fd), taken in the
+    host's mount namespace: a clone of a shared mount joins its peer group."""
+    fds: dict[int, int] = {}
+    for i, m in enumerate(mounts):
+        if m.get("propagation", "private") == "private":
+            continue
+        fd = _libc.syscall(SYS_OPEN_TREE, AT_FDCWD, m["source"].encode(),
+                           OPEN_TREE_CLONE | os.O_CLOEXEC | AT_RECURSIVE)
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise StartError(128, f"open_tree {m['source']}: {os.strerror(err)}")
+        fds[i] = fd
+    return fds
+
+
+def bind_mounts(mounts: list[dict[str, Any]], clones: dict[int, int] | None = None) -> None:
+    """Bind each source on its target (creating a missing target), read-only where asked;
+    a propagating mount attaches its clone and gets its propagation (rslave, rshared)."""
+    clones = clones or {}
+    for i, m in enumerate(mounts):
         target = m["target"]
         if not os.path.lexists(target):
             if m["is_file"]:
@@ -111,7 +141,14 @@ def bind_mounts(mounts: list[dict[str, Any]]) -> None:
                 open(target, "a").close()
             else:
                 os.makedirs(target, exist_ok=True)
-        _mount(m["source"], target, MS_BIND | MS_REC)
+        if i in clones:
+            _check(_libc.syscall(SYS_MOVE_MOUNT, clones[i], b"", AT_FDCWD, target.encode(),
+                                 MOVE_MOUNT_F_EMPTY_PATH), f"move_mount {m['source']} to {target}")
+            os.close(clones.pop(i))
+            flag = MS_SLAVE if m["propagation"] == "rslave" else MS_SHARED
+            _mount(None, target, MS_REC | flag)
+        else:
+            _mount(m["source"], target, MS_BIND | MS_REC)
         if m["read_only"]:
             _mount(None, target, MS_BIND | MS_REMOUNT | MS_RDONLY)
 
@@ -239,8 +276,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
     started_at = now_rfc3339nano()
     try:
+        clones = clone_trees(spec["mounts"])
         enter_namespaces(spec)
-        bind_mounts(spec["mounts"])
+        bind_mounts(spec["mounts"], clones)
         cwd = spec.get("cwd") or "/"
         if not os.path.isdir(cwd):
             os.makedirs(cwd, exist_ok=True)

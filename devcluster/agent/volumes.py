@@ -21,6 +21,7 @@ from typing import Any, Callable
 from ..kube import Client
 from .apiobjects import ApiObjects
 from .envvars import ContainerConfigError, expand, field_value, resource_ref_value
+from .mounts import PRIVATE, PROPAGATION, RSHARED
 from .store import HostPathRegistry, read_json, write_json
 
 DEFAULT_MODE = 0o644
@@ -53,12 +54,41 @@ class FileProjection:
 
 @dataclass(frozen=True)
 class Mount:
-    """A bind mount inside a container's mount namespace."""
+    """A bind mount inside a container's mount namespace.
+
+    ``propagation`` is PRIVATE (mountPropagation None), RSLAVE (HostToContainer)
+    or RSHARED (Bidirectional); see mounts.py.
+    """
 
     source: str
     target: str
     read_only: bool
     is_file: bool
+    propagation: str = PRIVATE
+
+
+@dataclass(frozen=True)
+class NodeLocalPaths:
+    """Host paths each node has its own copy of (nodes.yaml ``nodeLocalPaths``).
+
+    All nodes share one machine; a hostPath at or below one of ``prefixes`` is
+    served from ``root`` + the path (``<state>/nodes/<node>/rootfs``), so every
+    node has its own /var/lib/kubelab, like separate machines.
+    """
+
+    root: Path
+    prefixes: tuple[str, ...] = ()
+
+    def map(self, path: str) -> str:
+        """Where hostPath ``path`` lives on this node."""
+        norm = "/" + os.path.normpath(path).lstrip("/")
+        if any(_within(norm, p) for p in self.prefixes):
+            return str(self.root) + norm
+        return path
+
+    def contains(self, path: str) -> bool:
+        """``path`` (a host path) lies in this node's root."""
+        return bool(self.prefixes) and _within(path, str(self.root))
 
 
 # -- atomic writer -----------------------------------------------------------
@@ -187,8 +217,9 @@ class VolumeManager:
     """Sets up (and refreshes) the volumes of one pod."""
 
     def __init__(self, client: Client, objects: ApiObjects, pod_dir: Path, host_ip: str,
-                 allocatable: dict[str, str]):
+                 allocatable: dict[str, str], local_paths: NodeLocalPaths | None = None):
         self.client = client
+        self.local_paths = local_paths
         self.objects = objects
         self.pod_dir = pod_dir
         self.host_ip = host_ip
@@ -217,7 +248,7 @@ class VolumeManager:
             os.chmod(local, 0o777)
             return PreparedVolume(name, str(local))
         if "hostPath" in vol:
-            return PreparedVolume(name, prepare_host_path(vol["hostPath"]))
+            return PreparedVolume(name, prepare_host_path(vol["hostPath"], self.local_paths))
         if "persistentVolumeClaim" in vol:
             src = vol["persistentVolumeClaim"]
             return PreparedVolume(name, self._claim_path(ns, src["claimName"]), bool(src.get("readOnly")))
@@ -336,16 +367,23 @@ def _parse_time(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def prepare_host_path(src: dict[str, Any]) -> str:
-    """Check (or create) a hostPath volume according to its ``type``."""
-    path = src["path"]
+def prepare_host_path(src: dict[str, Any], local_paths: NodeLocalPaths | None = None) -> str:
+    """Check (or create) a hostPath volume according to its ``type``; returns its path on
+    this node (node-local paths are mapped into the node's root)."""
+    orig = src["path"]
+    path = local_paths.map(orig) if local_paths is not None else orig
     kind = src.get("type") or ""
-    if kind == "DirectoryOrCreate":
-        os.makedirs(path, 0o755, exist_ok=True)
-    elif kind == "FileOrCreate":
-        if not os.path.exists(path):
-            os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
-            Path(path).touch(0o644)
+    try:
+        if kind == "DirectoryOrCreate" or (not kind and path != orig and not os.path.lexists(path)):
+            # Unset type: the container runtime creates a missing source as a directory;
+            # only done for node-local paths (their node root starts out empty).
+            os.makedirs(path, 0o755, exist_ok=True)
+        elif kind == "FileOrCreate":
+            if not os.path.exists(path):
+                os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
+                Path(path).touch(0o644)
+    except OSError as e:
+        raise VolumeError(f"hostPath {orig}: {e.strerror or e}") from e
     checks: dict[str, Callable[[os.stat_result], bool]] = {
         "Directory": lambda s: stat.S_ISDIR(s.st_mode),
         "DirectoryOrCreate": lambda s: stat.S_ISDIR(s.st_mode),
@@ -358,16 +396,23 @@ def prepare_host_path(src: dict[str, Any]) -> str:
     if kind in checks:
         try:
             st = os.stat(path)
+        except FileNotFoundError as e:
+            raise VolumeError(f"hostPath type check failed: {orig} does not exist") from e
         except OSError as e:
-            raise VolumeError(f"hostPath type check failed: {path} does not exist") from e
+            raise VolumeError(f"hostPath type check failed: {orig}: {e.strerror or e}") from e
         if not checks[kind](st):
-            raise VolumeError(f"hostPath type check failed: {path} is not a {kind}")
+            raise VolumeError(f"hostPath type check failed: {orig} is not a {kind}")
     elif kind:
         raise VolumeError(f"unknown hostPath type {kind!r}")
     return path
 
 
 # -- container mounts -----------------------------------------------------------
+
+def _is_file(path: str) -> bool:
+    """Mounted like a file: anything but a directory (regular file, device, socket)."""
+    return os.path.lexists(path) and not os.path.isdir(path)
+
 
 def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
@@ -379,28 +424,40 @@ def container_mounts(container: dict[str, Any], volumes: dict[str, PreparedVolum
 
     ``defaults`` maps targets such as /etc/hosts to per-pod files; a volumeMount
     at the same target wins. SubPaths are created in their volume when missing.
-    Raises VolumeError for a mount that names an unknown volume or escapes it.
+    Raises VolumeError for a mount that names an unknown volume or escapes it,
+    or asks for a propagation the container may not have.
     """
     mounts: list[Mount] = []
+    privileged = bool((container.get("securityContext") or {}).get("privileged"))
     for vm in container.get("volumeMounts") or []:
         vol = volumes.get(vm["name"])
         if vol is None:
             raise VolumeError(f"volume {vm['name']!r} is not defined in the pod")
+        mode = vm.get("mountPropagation")
+        if mode not in PROPAGATION:
+            raise VolumeError(f"invalid mountPropagation {mode!r} for volume {vm['name']!r}")
+        propagation = PROPAGATION[mode]
+        if propagation == RSHARED and not privileged:
+            raise VolumeError("Bidirectional mount propagation is available only to privileged containers")
         source = vol.path
         sub = vm.get("subPath") or (expand(vm["subPathExpr"], env.get) if vm.get("subPathExpr") else "")
         if sub:
             if os.path.isabs(sub) or ".." in Path(sub).parts:
                 raise VolumeError(f"invalid subPath {sub!r}: must be a relative path inside the volume")
             source = os.path.join(vol.path, sub)
-            if not os.path.lexists(source):
-                os.makedirs(source, 0o777, exist_ok=True)
-            real, real_root = os.path.realpath(source), os.path.realpath(vol.path)
+            try:
+                if not os.path.lexists(source):
+                    os.makedirs(source, 0o777, exist_ok=True)
+                real, real_root = os.path.realpath(source), os.path.realpath(vol.path)
+            except OSError as e:
+                raise VolumeError(f"failed to create subPath directory for volumeMount {vm['name']!r} "
+                                  f"of container {container.get('name')!r}: {e.strerror or e}") from e
             if not _within(real, real_root):
                 raise VolumeError(f"subPath {sub!r} of volume {vm['name']!r} points outside the volume")
             source = real
         mounts.append(Mount(source=source, target=os.path.normpath(vm["mountPath"]),
                             read_only=bool(vm.get("readOnly")) or vol.read_only,
-                            is_file=os.path.isfile(source)))
+                            is_file=_is_file(source), propagation=propagation))
     taken = {m.target for m in mounts}
     for target, source in defaults.items():
         if target not in taken:
