@@ -1,0 +1,69 @@
+"""KubelabSpawner's configuration surface and pure helpers (no cluster)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kubespawner import KubeSpawner
+
+from kubelab.spawner import KubelabSpawner
+from kubelab.spawner.capacity import free_on, headroom
+from kubelab.spawner.s3broker import Broker, S3ConfigError
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+OWN = {n: t for n, t in KubelabSpawner.class_traits(config=True).items()
+       if n not in KubeSpawner.class_traits(config=True)}
+
+
+def test_every_option_has_help_with_an_example_and_is_in_the_readme():
+    assert len(OWN) > 10
+    for name, trait in OWN.items():
+        assert trait.help and f"c.KubelabSpawner.{name}" in trait.help, f"{name}: help needs an example line"
+        assert f"`{name}`" in README, f"{name} is missing from the README's configuration reference"
+
+
+def test_entry_point_names_the_spawner():
+    from importlib.metadata import entry_points
+
+    eps = {e.name: e.value for e in entry_points(group="jupyterhub.spawners")}
+    assert eps.get("kubelab") == "kubelab.spawner:KubelabSpawner"
+
+
+def test_bad_resource_groups_are_refused_at_startup():
+    from traitlets.config import Config
+
+    cfg = Config()
+    cfg.KubelabSpawner.resource_groups = [{"name": "GPU!", "sizes": []}]
+    with pytest.raises(ValueError, match="invalid resource group name"):
+        KubelabSpawner._validate_resource_groups(None, {"value": cfg.KubelabSpawner.resource_groups})
+
+
+def test_missing_sts_configuration_gives_a_clear_message():
+    with pytest.raises(S3ConfigError, match="needs an S3 server with STS AssumeRole.*s3_sts_endpoint_url"):
+        Broker("", "key", "secret", "kubelab").check()
+
+
+def node(name, labels, cpu="8", gpus="4"):
+    return {"metadata": {"name": name, "labels": labels},
+            "status": {"allocatable": {"cpu": cpu, "memory": "16Gi", "nvidia.com/gpu": gpus}}}
+
+
+def pod(node_name, cpu="1", gpus=None, phase="Running"):
+    res = {"requests": {"cpu": cpu}}
+    if gpus:
+        res["limits"] = {"nvidia.com/gpu": str(gpus)}
+    return {"spec": {"nodeName": node_name, "containers": [{"resources": res}]}, "status": {"phase": phase}}
+
+
+def test_free_capacity_is_allocatable_minus_requests_on_matching_nodes():
+    nodes = [node("gpu-0", {"rg": "gpu"}), node("cpu-0", {"rg": "cpu"}, gpus="0")]
+    pods = [pod("gpu-0", "2", gpus=3), pod("gpu-0", "1", gpus=1, phase="Succeeded"), pod("cpu-0", "4")]
+    free = free_on(nodes, pods, {"rg": "gpu"}, "nvidia.com/gpu")
+    assert free["gpus"] == 1 and free["gpus_total"] == 4 and free["cpu"] == 6 and free["nodes"] == 1
+
+
+def test_quota_headroom():
+    q = {"status": {"hard": {"requests.cpu": "4", "requests.memory": "8Gi", "requests.nvidia.com/gpu": "2"},
+                    "used": {"requests.cpu": "1500m", "requests.memory": "2Gi", "requests.nvidia.com/gpu": "1"}}}
+    assert headroom(q) == {"requests.cpu": "2.5", "requests.memory": "6.0Gi", "requests.nvidia.com/gpu": "1"}
+    assert headroom(None) == {}
