@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.kubelab-installed
 
-.PHONY: demo test test-unit test-e2e bench bench-cluster deps venv build cluster-up cluster-down cluster-status cluster-purge clean
+.PHONY: demo test test-unit bench bench-cluster bench-spawn deps venv build cluster-up cluster-down cluster-status cluster-purge clean
 
 deps:
 	@scripts/install-deps.sh
@@ -47,10 +47,13 @@ test: build
 test-unit: venv
 	$(VPY) -m pytest -m "not e2e and not teardown" $(PYTEST_ARGS)
 
-bench: bench-cluster
+bench: bench-cluster bench-spawn
 
 bench-cluster: build
 	$(VPY) benchmarks/bench_cluster.py
+
+bench-spawn: build
+	$(VPY) benchmarks/bench_spawn.py
 
 clean: cluster-purge
 	rm -rf $(VENV)

@@ -104,8 +104,12 @@ def wait_s3fs(admin: Client, timeout: float = 120) -> None:
     raise HubError("the s3fs DaemonSet did not become ready; see `kubectl -n kubelab-system describe ds kubelab-s3fs`")
 
 
-def up(state: State) -> str:
-    """Apply deploy/, start the hub (idempotent); return the hub URL."""
+def up(state: State, spawner: str = "kubelab") -> str:
+    """Apply deploy/, start the hub (idempotent); return the hub URL.
+
+    ``spawner="kubespawner"`` runs stock KubeSpawner (user namespaces on) instead,
+    for side-by-side benchmarks.
+    """
     import sys
 
     admin = Client.from_kubeconfig(state.kubeconfig)
@@ -125,6 +129,7 @@ def up(state: State) -> str:
         "KUBELAB_S3_BROKER_ACCESS_KEY_ID": b.access_key_id,
         "KUBELAB_S3_BROKER_SECRET_ACCESS_KEY": b.secret_access_key,
         "POD_NAMESPACE": HUB_NAMESPACE,
+        "KUBELAB_HUB_SPAWNER": spawner,
         "PATH": f"{chp_bin().parent}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         "PYTHONUNBUFFERED": "1",
     }

@@ -77,3 +77,14 @@ from kubelab.hub.config import culler_service  # noqa: E402
 _service, _role = culler_service(c.KubelabSpawner.resource_groups)
 c.JupyterHub.services.append(_service)
 c.JupyterHub.load_roles.append(_role)
+
+# Benchmarks compare with stock KubeSpawner (user namespaces on) on the same cluster.
+if os.environ.get("KUBELAB_HUB_SPAWNER") == "kubespawner":
+    c.JupyterHub.spawner_class = "kubernetes"
+    c.KubeSpawner.enable_user_namespaces = True
+    c.KubeSpawner.user_namespace_template = "stock-{username}"
+    c.KubeSpawner.image = c.KubelabSpawner.image
+    c.KubeSpawner.cmd = c.KubelabSpawner.cmd
+    c.KubeSpawner.uid, c.KubeSpawner.gid = 1000, 100
+    c.KubeSpawner.start_timeout = 300
+    c.KubeSpawner.http_timeout = 240
