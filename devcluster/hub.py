@@ -90,13 +90,16 @@ def hub_kubeconfig(admin: Client, state: State) -> Path:
     return path
 
 
-def wait_s3fs(admin: Client, timeout: float = 120) -> None:
+def wait_s3fs(admin: Client, timeout: float = 180) -> None:
+    """Wait until the s3fs DaemonSet's current generation is rolled out and Ready on every node."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             ds = admin.get(Client.path("apps/v1", "daemonsets", HUB_NAMESPACE, "kubelab-s3fs"))
             st = ds.get("status", {})
-            if st.get("desiredNumberScheduled") and st.get("numberReady") == st.get("desiredNumberScheduled"):
+            want = st.get("desiredNumberScheduled")
+            if (want and st.get("observedGeneration") == ds["metadata"]["generation"]
+                    and st.get("updatedNumberScheduled") == want and st.get("numberReady") == want):
                 return
         except ApiError:
             pass

@@ -13,7 +13,8 @@ Modules:
 - ``containers`` container runs under shims, observed from their files (adoption after restart)
 - ``shim``       the standalone per-container process (namespaces, mounts, logs, exit record)
 - ``network``    bridge, netns + veth per pod, pod IP allocation
-- ``volumes``    volume contents on the host and each container's bind mounts
+- ``volumes``    volume contents on the host and each container's bind mounts; node-local host paths
+- ``mounts``     host mounts for mountPropagation (shared binds), unmounting for teardown and cleanup
 - ``envvars``    env/envFrom/valueFrom and $(VAR) expansion
 - ``etcfiles``   per-pod resolv.conf, hosts, hostname
 - ``cgroups``    cgroup v1 memory/cpu/pids per container

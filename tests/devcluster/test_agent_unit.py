@@ -6,13 +6,15 @@ import base64
 import importlib.util
 import io
 import os
+import subprocess
 import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from devcluster.agent import config, envvars, etcfiles, gpu, logs, network, quantity, server, status, store, volumes
+from devcluster.agent import (config, envvars, etcfiles, gpu, logs, mounts, network, quantity, server, status, store,
+                              volumes)
 from devcluster.agent.containers import ExitInfo, RunState
 from devcluster.agent.pods import crash_backoff
 
@@ -526,3 +528,179 @@ def test_repo_node_and_image_files_parse():
     nodes = config.load_nodes(config.REPO / "devcluster" / "nodes.yaml")
     assert nodes and all(n.pod_cidr for n in nodes)
     assert config.ImageCatalog(config.REPO / "devcluster" / "images.yaml").resolve("python:3.11") is not None
+
+
+# -- node-local host paths, mount propagation --------------------------------------------------------
+
+def test_load_nodes_node_local_paths(tmp_path):
+    f = tmp_path / "nodes.yaml"
+    f.write_text("nodeLocalPaths: [/var/lib/kubelab/, /srv/x]\nnodes:\n  - {name: a, podCIDR: 10.244.1.0/24}\n")
+    (a,) = config.load_nodes(f)
+    assert a.local_paths == ("/var/lib/kubelab", "/srv/x")
+    for bad in ("[relative/path]", "[/]", "/not/a/list"):
+        f.write_text(f"nodeLocalPaths: {bad}\nnodes:\n  - {{name: a, podCIDR: 10.244.1.0/24}}\n")
+        with pytest.raises(config.ConfigError):
+            config.load_nodes(f)
+    repo = config.load_nodes(config.REPO / "devcluster" / "nodes.yaml")
+    assert all(n.local_paths == ("/var/lib/kubelab",) for n in repo)
+
+
+def test_node_local_paths_map_prefixes_only(tmp_path):
+    local = volumes.NodeLocalPaths(tmp_path / "rootfs", ("/var/lib/kubelab",))
+    assert local.map("/var/lib/kubelab") == f"{tmp_path}/rootfs/var/lib/kubelab"
+    assert local.map("/var/lib/kubelab/s3/") == f"{tmp_path}/rootfs/var/lib/kubelab/s3"
+    for other in ("/var/lib/kubelabx", "/var/lib", "/dev/fuse", "/tmp", "/var/lib/kubelab/../x"):
+        assert local.map(other) == other
+    assert local.contains(f"{tmp_path}/rootfs/var/lib/kubelab/s3/users/a")
+    assert not local.contains("/var/lib/kubelab/s3")
+    assert not volumes.NodeLocalPaths(tmp_path / "rootfs").contains(f"{tmp_path}/rootfs/x")
+
+
+def test_host_path_node_local_is_created_per_type(tmp_path):
+    prefix = f"/kubelab-unit-{os.getpid()}"
+    local = volumes.NodeLocalPaths(tmp_path / "rootfs", (prefix,))
+    path = volumes.prepare_host_path({"path": f"{prefix}/s3", "type": "DirectoryOrCreate"}, local)
+    assert path == f"{tmp_path}/rootfs{prefix}/s3" and os.path.isdir(path)
+    assert not os.path.exists(prefix)  # the real host path is left alone
+    # Unset type: created like the container runtime creates a missing bind source.
+    assert os.path.isdir(volumes.prepare_host_path({"path": f"{prefix}/plain"}, local))
+    f = volumes.prepare_host_path({"path": f"{prefix}/conf/f.ini", "type": "FileOrCreate"}, local)
+    assert os.path.isfile(f)
+    with pytest.raises(volumes.VolumeError, match=f"{prefix}/absent does not exist"):
+        volumes.prepare_host_path({"path": f"{prefix}/absent", "type": "Directory"}, local)
+    assert not (tmp_path / "rootfs" / prefix.lstrip("/") / "absent").exists()
+    assert volumes.prepare_host_path({"path": "/dev/null", "type": "CharDevice"}, local) == "/dev/null"
+    assert not os.path.exists(prefix)
+
+
+def test_container_mounts_propagation_and_device_sources(tmp_path):
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    vols = {"v": volumes.PreparedVolume("v", str(vol)), "fuse": volumes.PreparedVolume("fuse", "/dev/null")}
+    c = {"name": "c", "securityContext": {"privileged": True}, "volumeMounts": [
+        {"name": "v", "mountPath": "/a", "mountPropagation": "Bidirectional"},
+        {"name": "v", "mountPath": "/b", "mountPropagation": "HostToContainer"},
+        {"name": "v", "mountPath": "/c", "mountPropagation": "None"},
+        {"name": "v", "mountPath": "/d"},
+        {"name": "fuse", "mountPath": "/dev/fuse"},
+    ]}
+    by_target = {m.target: m for m in volumes.container_mounts(c, vols, {}, {})}
+    assert [by_target[t].propagation for t in ("/a", "/b", "/c", "/d")] == ["rshared", "rslave", "private", "private"]
+    assert by_target["/dev/fuse"].is_file and not by_target["/a"].is_file  # a device is bound like a file
+    with pytest.raises(volumes.VolumeError, match="only to privileged"):
+        volumes.container_mounts(
+            {"volumeMounts": [{"name": "v", "mountPath": "/a", "mountPropagation": "Bidirectional"}]}, vols, {}, {})
+    with pytest.raises(volumes.VolumeError, match="invalid mountPropagation"):
+        volumes.container_mounts({"volumeMounts": [{"name": "v", "mountPath": "/a", "mountPropagation": "rshared"}]},
+                                 vols, {}, {})
+    (vol / "file").write_text("x")
+    with pytest.raises(volumes.VolumeError, match="subPath"):  # cannot create a directory below a file
+        volumes.container_mounts({"volumeMounts": [{"name": "v", "mountPath": "/a", "subPath": "file/sub"}]},
+                                 vols, {}, {})
+
+
+def test_nested_readonly_subpath_mounts_parent_first(tmp_path):
+    vol = tmp_path / "s3"
+    vol.mkdir()
+    vols = {"s3": volumes.PreparedVolume("s3", str(vol))}
+    c = {"volumeMounts": [
+        {"name": "s3", "mountPath": "/home/jovyan/datasets", "subPath": "datasets", "readOnly": True},
+        {"name": "s3", "mountPath": "/home/jovyan", "subPath": "users/alice"},
+    ]}
+    mounts = volumes.container_mounts(c, vols, {}, {})
+    assert [(m.target, m.source, m.read_only) for m in mounts] == [
+        ("/home/jovyan", str(vol / "users/alice"), False), ("/home/jovyan/datasets", str(vol / "datasets"), True)]
+    assert (vol / "users" / "alice").is_dir() and (vol / "datasets").is_dir()
+
+
+def test_parse_mountinfo_and_containing_mount():
+    text = ("27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+            "45 27 254:0 /srv/n1 /srv/n1 rw shared:5 - ext4 /dev/vda rw\n"
+            "77 45 0:39 / /srv/n1/with\\040space rw shared:6 master:2 - fuse.s3fs s3fs rw\n"
+            "78 45 0:40 / /srv/n1 rw - tmpfs t rw\n")
+    entries = mounts.parse_mountinfo(text)
+    assert entries[2].mount_point == "/srv/n1/with space" and entries[2].shared and entries[2].slave
+    assert entries[2].fstype == "fuse.s3fs" and not entries[0].shared
+    assert mounts.containing_mount("/srv/n1/with space/x", entries).mount_id == 77
+    assert mounts.containing_mount("/srv/n1/other", entries).mount_id == 78  # the top of a stack
+    assert mounts.containing_mount("/srv/n10", entries).mount_id == 27
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
+
+
+@needs_root
+def test_shared_mounts_bind_once_and_release_unmounts_everything_below(tmp_path):
+    root = tmp_path / "nodes" / "n1" / "rootfs"
+    src = root / "var" / "lib" / "kubelab" / "s3"
+    src.mkdir(parents=True)
+    shared = mounts.SharedMounts(tmp_path / "agent" / "shared-mounts.json")
+    try:
+        shared.ensure(str(src), mounts.RSHARED, str(root))
+        shared.ensure(str(src), mounts.RSHARED, str(root))  # already shared: nothing more
+        at_root = [e for e in mounts.read_mountinfo() if e.mount_point == str(root)]
+        assert len(at_root) == 1 and at_root[0].shared
+        assert shared.recorded() == [str(root)]
+        subprocess.run(["mount", "-t", "tmpfs", "x", str(src)], check=True)  # like a pod's FUSE mount
+        subprocess.run(["mount", "-t", "tmpfs", "y", str(src)], check=True)  # stacked
+        done = shared.release_all([str(tmp_path / "nodes")])
+        assert sorted(done) == sorted([str(src), str(src), str(root)])
+        assert not [e for e in mounts.read_mountinfo() if e.mount_point.startswith(str(tmp_path))]
+        assert shared.recorded() == []
+    finally:
+        mounts.unmount_under([str(tmp_path)])
+
+
+def _propagation_child(shim_path: str, src: str, target: str, propagation: str, script: str) -> str:
+    """Python code for a child that sets up one mount like the shim, then runs ``script``."""
+    return (
+        "import importlib.util, json, subprocess, sys\n"
+        f"spec = importlib.util.spec_from_file_location('kl_shim', {shim_path!r})\n"
+        "shim = importlib.util.module_from_spec(spec); spec.loader.exec_module(shim)\n"
+        f"ms = [{{'source': {src!r}, 'target': {target!r}, 'read_only': False, 'is_file': False, "
+        f"'propagation': {propagation!r}}}]\n"
+        "clones = shim.clone_trees(ms)\n"
+        "shim.enter_namespaces({})\n"
+        "shim.bind_mounts(ms, clones)\n"
+        f"sys.exit(subprocess.run(['sh', '-c', {script!r}]).returncode)\n")
+
+
+@needs_root
+@pytest.mark.parametrize("propagation", ["rshared", "rslave", "private"])
+def test_shim_propagation_modes(tmp_path, propagation):
+    """rshared: a mount made in the container reaches the host; rslave: a mount made on the
+    host later reaches the container; private: neither."""
+    import sys
+
+    root = tmp_path / "root"
+    src, target = root / "src", tmp_path / "target"
+    (src / "m").mkdir(parents=True)
+    target.mkdir()
+    shared = mounts.SharedMounts(tmp_path / "shared.json")
+    shim_path = str(Path(volumes.__file__).with_name("shim.py"))
+    try:
+        if propagation != "private":
+            shared.ensure(str(src), propagation, str(root))
+        # The child mounts a tmpfs at target/m (seen on the host if rshared), then waits for
+        # the host's mount at src/h (seen in the child if rslave or rshared).
+        (src / "h").mkdir()
+        script = (f"mount -t tmpfs c {target}/m && touch {target}/m/from-container && touch {tmp_path}/mounted; "
+                  f"i=0; until [ -e {target}/h/from-host ] || [ $i -gt 30 ]; do i=$((i+1)); sleep 0.1; done; "
+                  f"[ -e {target}/h/from-host ] && echo saw-host || echo no-host")
+        child = subprocess.Popen([sys.executable, "-c", _propagation_child(shim_path, str(src), str(target),
+                                                                           propagation, script)],
+                                 stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "mounted").exists():
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        subprocess.run(["mount", "-t", "tmpfs", "h", str(src / "h")], check=True)
+        (src / "h" / "from-host").touch()
+        out, _ = child.communicate(timeout=20)
+        assert child.returncode == 0
+        seen_on_host = (src / "m" / "from-container").exists()
+        assert (seen_on_host, out.strip()) == {"rshared": (True, "saw-host"), "rslave": (False, "saw-host"),
+                                               "private": (False, "no-host")}[propagation]
+        assert not (target / "m" / "from-container").exists()  # the host's target stays untouched
+    finally:
+        mounts.unmount_under([str(tmp_path)])
