@@ -1,6 +1,8 @@
 # kubelab: `make demo` and `make test` are all a fresh machine needs.
 SHELL := /bin/bash
-PY ?= python3
+# Debian's python3 (world-readable, unlike a per-user pyenv), so devcluster pods
+# that run as non-root users (jovyan, uid 1000) can run the virtualenv's tools.
+PY ?= /usr/bin/python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.kubelab-installed

@@ -9,6 +9,8 @@ command -v s3fs >/dev/null || need+=(s3fs)
 command -v fusermount3 >/dev/null || command -v fusermount >/dev/null || need+=(fuse3)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3 python3-venv)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}" >&2
   if [ "$(id -u)" != 0 ]; then echo "install-deps: need root for apt-get (devcluster needs root anyway)" >&2; exit 1; fi
