@@ -351,6 +351,8 @@ class KubelabSpawner(KubeSpawner):
             raise web.HTTPError(403, str(e)) from None
         except OptionsError as e:
             raise web.HTTPError(400, str(e)) from None
+        # Record the effective choice: admins and the idle culler read it from the server model.
+        self.user_options = {**(self.user_options or {}), **self._choice.to_options()}
         group = self._choice.group
         if group.requires_approval:
             decision = await approvals.ensure_request(self.kube, self.hub_namespace, self.user.name, group.name)
