@@ -99,6 +99,16 @@ def ensure_host_network() -> None:
     _sysctl("net.ipv4.conf.all.route_localnet", "1")
 
 
+def remove_kube_firewall() -> None:
+    """kube-proxy --cleanup leaves the KUBE-FIREWALL chain (a kubelet's, on real nodes): remove it."""
+    for tool in ("iptables", "ip6tables"):
+        for chain in ("INPUT", "OUTPUT"):
+            while _sh(tool, "-t", "filter", "-D", chain, "-j", "KUBE-FIREWALL", check=False).returncode == 0:
+                pass
+        _sh(tool, "-t", "filter", "-F", "KUBE-FIREWALL", check=False)
+        _sh(tool, "-t", "filter", "-X", "KUBE-FIREWALL", check=False)
+
+
 def remove_host_network() -> None:
     if _sh("ip", "link", "show", BRIDGE, check=False).returncode == 0:
         _sh("ip", "link", "del", BRIDGE, check=False)
@@ -298,6 +308,7 @@ def down(state: State) -> None:
     kubeproxy = state.bin / "kubelab-cluster"
     if kubeproxy.exists() and shutil.which("iptables"):
         subprocess.run([str(kubeproxy), "kube-proxy", "--cleanup"], capture_output=True)
+        remove_kube_firewall()
     for name in reversed(CONTROL_PLANE):
         procs.stop(state, name)
     s3.down(state)

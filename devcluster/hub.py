@@ -136,6 +136,8 @@ def up(state: State, spawner: str = "kubelab") -> str:
         "PATH": f"{chp_bin().parent}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         "PYTHONUNBUFFERED": "1",
     }
+    if not procs.running_pid(state, "hub"):
+        procs.kill_in_dir(state.root / "hub")  # a proxy or service left by a hub that was killed
     procs.start(state, "hub", [sys.executable, "-m", "jupyterhub", "-f", str(Path(__file__).parent / "jupyterhub_config.py")],
                 env=env, cwd=state.root / "hub")
     deadline = time.monotonic() + 90
@@ -152,13 +154,10 @@ def up(state: State, spawner: str = "kubelab") -> str:
 
 
 def down(state: State) -> None:
+    """Stop the hub, then its proxy and managed services (they run in the hub's directory)."""
     procs.stop(state, "hub")
-    pid_file = state.root / "hub" / "proxy.pid"
-    try:
-        os.kill(int(pid_file.read_text()), 15)
-    except (OSError, ValueError):
-        pass
-    pid_file.unlink(missing_ok=True)
+    procs.kill_in_dir(state.root / "hub")
+    (state.root / "hub" / "proxy.pid").unlink(missing_ok=True)
 
 
 __all__ = ["up", "down", "test_token", "HUB_URL"]

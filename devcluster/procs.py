@@ -98,6 +98,35 @@ def stop(state: State, name: str, grace: float = 10.0) -> bool:
     return True
 
 
+def kill_in_dir(directory: Path, grace: float = 5.0) -> list[int]:
+    """SIGTERM (then SIGKILL) every process whose working directory is in ``directory``.
+
+    For what a daemon started in its own sessions (JupyterHub's proxy and
+    managed services run in the hub's directory).
+    """
+    root = str(Path(directory).resolve())
+    pids = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(p / "cwd")
+        except OSError:
+            continue
+        if (cwd == root or cwd.startswith(root + "/")) and _alive(int(p.name)):
+            pids.append(int(p.name))
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.1)
+    return pids
+
+
 def tail(state: State, name: str, lines: int = 30) -> str:
     """The last lines of a daemon's log, for error messages."""
     try:
