@@ -234,18 +234,27 @@ def start_node_side(state: State, binary: Path) -> None:
                 env=env, cwd=REPO)
 
 
-def nodes_ready(admin: Client) -> dict[str, bool]:
+def nodes_ready(admin: Client, since: float | None = None) -> dict[str, bool]:
+    """Ready per node; with ``since`` (epoch seconds), only a Ready heartbeat after it counts
+    (a node object left from an earlier run still says Ready until its lease expires)."""
+    import datetime as dt
+
     items = admin.list("/api/v1/nodes")["items"]
     ready = {}
     for n in items:
-        conds = {c["type"]: c["status"] for c in n.get("status", {}).get("conditions", [])}
-        ready[n["metadata"]["name"]] = conds.get("Ready") == "True"
+        cond = next((c for c in n.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+        ok = cond.get("status") == "True"
+        if ok and since is not None:
+            beat = dt.datetime.fromisoformat(cond.get("lastHeartbeatTime", "1970-01-01T00:00:00Z").replace("Z", "+00:00"))
+            ok = beat.timestamp() >= since - 1
+        ready[n["metadata"]["name"]] = ok
     return ready
 
 
 def up(state: State) -> dict:
     """Start everything that is not running yet (idempotent); return status()."""
     t0 = time.monotonic()
+    started = time.time()
     for d in (state.root, state.logs, state.run, state.bin):
         d.mkdir(parents=True, exist_ok=True)
     binary = clusterbin()
@@ -269,9 +278,11 @@ def up(state: State) -> dict:
              lambda: admin.get("/api/v1/namespaces/default/serviceaccounts/default") is not None,
              120, "kube-controller-manager", state)
     apply_cluster_services(admin)
-    start_node_side(state, binary)
     names = node_names()
-    wait_for("all nodes Ready", lambda: all(nodes_ready(admin).get(n) for n in names), 120, "node-agent", state)
+    agent_fresh = procs.running_pid(state, "node-agent") is None
+    start_node_side(state, binary)
+    since = started if agent_fresh else None
+    wait_for("all nodes Ready", lambda: all(nodes_ready(admin, since).get(n) for n in names), 120, "node-agent", state)
     wait_for("kube-proxy", lambda: _healthy("http://127.0.0.1:10256/healthz"), 60, "kube-proxy", state)
     st = status(state)
     st["up_seconds"] = round(time.monotonic() - t0, 1)
