@@ -80,7 +80,7 @@ c.JupyterHub.load_roles.append(_role)
 
 # Benchmarks compare with stock KubeSpawner (user namespaces on) on the same cluster.
 if os.environ.get("KUBELAB_HUB_SPAWNER") == "kubespawner":
-    c.JupyterHub.spawner_class = "kubernetes"
+    c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
     c.KubeSpawner.enable_user_namespaces = True
     c.KubeSpawner.user_namespace_template = "stock-{username}"
     c.KubeSpawner.image = c.KubelabSpawner.image
