@@ -31,7 +31,7 @@ IMAGES_FILE = Path(os.environ.get("KUBELAB_DEVCLUSTER_IMAGES", HERE / "images.ya
 
 # Daemons in start order; down stops them in reverse.
 CONTROL_PLANE = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
-NODE_SIDE = ["node-agent", "kube-proxy", "dns", "provisioner"]
+NODE_SIDE = ["node-agent", "kube-proxy", "dns", "provisioner", "netpol"]
 
 
 class ClusterError(RuntimeError):
@@ -54,6 +54,7 @@ def identities() -> dict[str, tuple[str, list[str]]]:
         "kube-proxy": ("system:kube-proxy", []),
         "dns": ("system:devcluster:dns", []),
         "provisioner": ("system:devcluster:provisioner", []),
+        "netpol": ("system:devcluster:netpol", []),
     }
     for n in node_names():
         ids[f"node-{n}"] = (f"system:node:{n}", ["system:nodes"])
@@ -204,9 +205,10 @@ def start_control_plane(state: State, binary: Path) -> Client:
 
 def apply_cluster_services(admin: Client) -> None:
     """RBAC for our own components, the DNS Service, the default StorageClass."""
-    from . import dns, provisioner
+    from . import dns, netpol, provisioner
 
     objs = dns.rbac_manifests() + dns.dns_service_manifests() + provisioner.rbac_manifests()
+    objs += netpol.rbac_manifests()
     objs.append(provisioner.storageclass_manifest())
     for obj in objs:
         apply_object(admin, obj, "devcluster")
@@ -232,6 +234,7 @@ def start_node_side(state: State, binary: Path) -> None:
                 env=env, cwd=REPO)
     procs.start(state, "provisioner", [py, "-m", "devcluster.provisioner", f"--state-dir={state.root}"],
                 env=env, cwd=REPO)
+    procs.start(state, "netpol", [py, "-m", "devcluster.netpol", f"--state-dir={state.root}"], env=env, cwd=REPO)
 
 
 def nodes_ready(admin: Client, since: float | None = None) -> dict[str, bool]:
@@ -309,13 +312,15 @@ def down(state: State) -> None:
     Cluster state (etcd, S3 data, certificates) stays for the next ``up``;
     ``purge`` removes it.
     """
-    from . import agent, hub, s3
+    from . import agent, hub, netpol, s3
 
     hub.down(state)
     procs.stop(state, "node-agent")
     agent.cleanup(state)
     for name in reversed(NODE_SIDE[1:]):
         procs.stop(state, name)
+    if shutil.which("iptables"):
+        netpol.cleanup()
     kubeproxy = state.bin / "kubelab-cluster"
     if kubeproxy.exists() and shutil.which("iptables"):
         subprocess.run([str(kubeproxy), "kube-proxy", "--cleanup"], capture_output=True)

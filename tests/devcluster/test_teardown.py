@@ -43,4 +43,5 @@ def test_cluster_down_leaves_nothing_running():
     assert subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode != 0
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     assert "KUBE-" not in rules, "kube-proxy's rules are still there"
+    assert "KUBELAB-" not in rules, "the NetworkPolicy agent's rules are still there"
     assert not cluster.status(state)["running"]
