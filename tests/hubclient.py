@@ -46,7 +46,7 @@ class Hub:
     def wait_ready(self, name: str, timeout: float = 240) -> dict:
         def ready():
             srv = self.server(name)
-            if srv is None:
+            if srv is None or not (srv.get("ready") or srv.get("pending")):
                 raise AssertionError(f"{name}'s server is gone (spawn failed)")
             return srv if srv.get("ready") else None
         return eventually(ready, timeout, 1, what=f"{name}'s server ready")
