@@ -11,6 +11,10 @@ import requests
 from tests.waiting import eventually
 
 
+class SpawnFailed(Exception):
+    """The hub gave up on a spawn (not retried by ``eventually``)."""
+
+
 class Hub:
     def __init__(self, url: str, token: str):
         self.url = url.rstrip("/")
@@ -47,7 +51,7 @@ class Hub:
         def ready():
             srv = self.server(name)
             if srv is None or not (srv.get("ready") or srv.get("pending")):
-                raise AssertionError(f"{name}'s server is gone (spawn failed)")
+                raise SpawnFailed(f"{name}'s server is gone (spawn failed)")
             return srv if srv.get("ready") else None
         return eventually(ready, timeout, 1, what=f"{name}'s server ready")
 
