@@ -501,41 +501,12 @@ WATCHED = {
 def watch_forever(client, index: Index, kind: str, stop: threading.Event,
                   on_error: Callable[[Exception], None] | None = None) -> None:
     """List, then watch ``kind`` into ``index``; re-list on 410 Gone or any failure."""
-    path = WATCHED[kind]
-    setter = index.set_service if kind == "services" else index.set_slice
-    deleter = index.delete_service if kind == "services" else index.delete_slice
-    backoff = 1.0
-    while not stop.is_set():
-        try:
-            lst = client.list(path)
-            index.replace_all(kind, lst.get("items") or [])
-            rv = lst["metadata"]["resourceVersion"]
-            log.info("%s: listed %d (rv %s)", kind, len(lst.get("items") or []), rv)
-            backoff = 1.0
-            while not stop.is_set():
-                gone = False
-                for ev in client.watch(path, resource_version=rv, timeout_seconds=240):
-                    typ, obj = ev.get("type"), ev.get("object") or {}
-                    if typ == "ERROR":
-                        gone = obj.get("code") == 410
-                        log.info("%s: watch error %s", kind, obj.get("message"))
-                        break
-                    rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
-                    if typ in ("ADDED", "MODIFIED"):
-                        setter(obj)
-                    elif typ == "DELETED":
-                        deleter(obj)
-                    if stop.is_set():
-                        return
-                if gone:
-                    break  # resourceVersion too old: re-list
-                # a normal watch timeout: resume from the last resourceVersion
-        except Exception as e:  # network errors, apiserver restarts, 403 before RBAC lands
-            if on_error:
-                on_error(e)
-            log.warning("%s: %s; re-listing in %.0fs", kind, e, backoff)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 10.0)
+    from .kube import list_watch
+
+    services = kind == "services"
+    list_watch(client, WATCHED[kind], stop, lambda items: index.replace_all(kind, items),
+               index.set_service if services else index.set_slice,
+               index.delete_service if services else index.delete_slice, kind, on_error)
 
 
 # -- main ----------------------------------------------------------------------------

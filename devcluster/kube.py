@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import urllib.parse
 from pathlib import Path
-from typing import Any, Iterator
+import threading
+from typing import Any, Callable, Iterator
 
 import requests
 import yaml
@@ -131,6 +132,51 @@ class Client:
             for line in r.iter_lines():
                 if line:
                     yield json.loads(line)
+
+
+def list_watch(client: Client, path: str, stop: threading.Event,
+               replace_all: Callable[[list[dict]], None], on_set: Callable[[dict], None],
+               on_delete: Callable[[dict], None], name: str = "",
+               on_error: Callable[[Exception], None] | None = None) -> None:
+    """An informer: list ``path`` into ``replace_all``, then follow its watch with
+    ``on_set`` (ADDED/MODIFIED) and ``on_delete``; re-list on 410 Gone or any failure
+    (with backoff), until ``stop`` is set."""
+    import logging
+
+    log = logging.getLogger("devcluster.informer")
+    name = name or path
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            lst = client.list(path)
+            replace_all(lst.get("items") or [])
+            rv = lst["metadata"]["resourceVersion"]
+            log.info("%s: listed %d (rv %s)", name, len(lst.get("items") or []), rv)
+            backoff = 1.0
+            while not stop.is_set():
+                gone = False
+                for ev in client.watch(path, resource_version=rv, timeout_seconds=240):
+                    typ, obj = ev.get("type"), ev.get("object") or {}
+                    if typ == "ERROR":
+                        gone = obj.get("code") == 410
+                        log.info("%s: watch error %s", name, obj.get("message"))
+                        break
+                    rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
+                    if typ in ("ADDED", "MODIFIED"):
+                        on_set(obj)
+                    elif typ == "DELETED":
+                        on_delete(obj)
+                    if stop.is_set():
+                        return
+                if gone:
+                    break  # resourceVersion too old: re-list
+                # a normal watch timeout: resume from the last resourceVersion
+        except Exception as e:  # network errors, apiserver restarts, 403 before RBAC lands
+            if on_error:
+                on_error(e)
+            log.warning("%s: %s; re-listing in %.0fs", name, e, backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 10.0)
 
 
 def write_kubeconfig(path: Path, server: str, ca_file: Path, token: str, user: str) -> None:

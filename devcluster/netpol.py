@@ -500,36 +500,10 @@ class Store:
 
 def watch_forever(client, store: Store, kind: str, stop: threading.Event) -> None:
     """List, then watch ``kind`` into ``store``; re-list on 410 Gone or any failure."""
-    path = WATCHED[kind]
-    backoff = 1.0
-    while not stop.is_set():
-        try:
-            lst = client.list(path)
-            store.replace_all(kind, lst.get("items") or [])
-            rv = lst["metadata"]["resourceVersion"]
-            log.info("%s: listed %d (rv %s)", kind, len(lst.get("items") or []), rv)
-            backoff = 1.0
-            while not stop.is_set():
-                gone = False
-                for ev in client.watch(path, resource_version=rv, timeout_seconds=240):
-                    typ, obj = ev.get("type"), ev.get("object") or {}
-                    if typ == "ERROR":
-                        gone = obj.get("code") == 410
-                        log.info("%s: watch error %s", kind, obj.get("message"))
-                        break
-                    rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
-                    if typ in ("ADDED", "MODIFIED"):
-                        store.set(kind, obj)
-                    elif typ == "DELETED":
-                        store.delete(kind, obj)
-                    if stop.is_set():
-                        return
-                if gone:
-                    break
-        except Exception as e:  # network errors, apiserver restarts, 403 before RBAC lands
-            log.warning("%s: %s; re-listing in %.0fs", kind, e, backoff)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 10.0)
+    from .kube import list_watch
+
+    list_watch(client, WATCHED[kind], stop, lambda items: store.replace_all(kind, items),
+               lambda obj: store.set(kind, obj), lambda obj: store.delete(kind, obj), kind)
 
 
 def sync_loop(store: Store, stop: threading.Event) -> None:
