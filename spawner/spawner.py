@@ -360,7 +360,14 @@ class KubelabSpawner(KubeSpawner):
                 raise web.HTTPError(403, decision.message())
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
-        return {k: v[0] for k, v in formdata.items() if k in ("resource_group", "size", "gpus") and v}
+        """The form has one size (and GPU) field per group; keep the chosen group's."""
+        group = (formdata.get("resource_group") or [""])[0]
+        out: dict[str, Any] = {"resource_group": group} if group else {}
+        for key in ("size", "gpus"):
+            value = formdata.get(f"{key}-{group}")
+            if value and value[0] != "":
+                out[key] = value[0]
+        return out
 
     @default("options_form")
     def _default_options_form(self):
@@ -376,12 +383,13 @@ class KubelabSpawner(KubeSpawner):
         for i, g in enumerate(allowed):
             f = free[g.name]
             gpu = (f" &middot; {f['gpus']} of {f['gpus_total']} GPUs free" if g.has_gpus else "")
+            name = html.escape(g.name)
             sizes = "".join(f'<option value="{html.escape(s.name)}">{html.escape(s.display_name or s.name)}</option>'
                             for s in g.sizes)
             gpus = ""
             if g.has_gpus:
-                gpus = (f'<label>GPUs <input type="number" name="gpus" min="0" max="{g.max_gpus}" value="1" '
-                        f'form="none"></label>')
+                gpus = (f'<label>GPUs <input type="number" name="gpus-{name}" min="0" max="{g.max_gpus}" '
+                        f'value="1"></label>')
             approval = " (needs approval)" if g.requires_approval else ""
             rows.append(f"""
             <label class="kubelab-group">
@@ -389,7 +397,7 @@ class KubelabSpawner(KubeSpawner):
               <strong>{html.escape(g.display_name or g.name)}</strong>{approval}
               <span class="text-muted">{html.escape(g.description)}</span>
               <span class="kubelab-free">{f['cpu']:.1f} CPU free{gpu}</span>
-              <select name="size">{sizes}</select> {gpus}
+              <select name="size-{name}" aria-label="size">{sizes}</select> {gpus}
             </label>""")
         quota = "".join(f"<li>{html.escape(k)}: {html.escape(v)} left</li>" for k, v in sorted(headroom.items()))
         return ("<div class='kubelab-form'>" + "".join(rows) + "</div>"

@@ -258,3 +258,43 @@ def test_idle_culler_stops_servers_by_their_group_timeout(hub, devcluster):
         eventually(lambda: hub.server(u) is None, 120, 1, what="culled server stopped")
     finally:
         hub.delete_user(u)
+
+
+def test_spawn_form_shows_allowed_groups_and_starts_the_chosen_one(hub, kubectl):
+    import re
+
+    import requests
+
+    u = f"fay{RUN}"
+    hub.ensure_user(u, groups=["gpu-users"])
+    browser = requests.Session()
+    browser.trust_env = False
+    browser.get(f"{hub.url}/hub/login")
+    r = browser.post(f"{hub.url}/hub/login", data={"username": u, "password": "kubelab",
+                                                  "_xsrf": browser.cookies.get("_xsrf")})
+    assert r.status_code == 200 and r.url.endswith("/hub/spawn"), r.url
+    page = r.text
+    assert "NVIDIA A100" in page and re.search(r"\d+ of 4 GPUs free", page) and "CPU free" in page
+    try:
+        r = browser.post(f"{hub.url}/hub/spawn", data={
+            "_xsrf": browser.cookies.get("_xsrf"), "resource_group": "gpu-a100", "size-cpu": "small",
+            "size-gpu-a100": "standard", "gpus-gpu-a100": "2", "size-gpu-a100-approval": "standard",
+            "gpus-gpu-a100-approval": "1"})
+        assert r.status_code == 200, r.text[:500]
+        hub.wait_ready(u)
+        pod = kubectl.json("-n", ns_of(u), "get", "pods", "-l", "component=singleuser-server")["items"][0]
+        assert pod["spec"]["nodeName"] == "kubelab-gpu-0"
+        assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    finally:
+        hub.delete_user(u)
+    other = f"gus{RUN}"
+    hub.ensure_user(other)
+    try:
+        browser = requests.Session()
+        browser.trust_env = False
+        browser.get(f"{hub.url}/hub/login")
+        page = browser.post(f"{hub.url}/hub/login", data={"username": other, "password": "kubelab",
+                                                         "_xsrf": browser.cookies.get("_xsrf")}).text
+        assert 'value="gpu-a100"' not in page and 'value="cpu"' in page, "only allowed groups are listed"
+    finally:
+        hub.delete_user(other)

@@ -67,3 +67,13 @@ def test_quota_headroom():
                     "used": {"requests.cpu": "1500m", "requests.memory": "2Gi", "requests.nvidia.com/gpu": "1"}}}
     assert headroom(q) == {"requests.cpu": "2.5", "requests.memory": "6.0Gi", "requests.nvidia.com/gpu": "1"}
     assert headroom(None) == {}
+
+
+def test_form_keeps_only_the_chosen_groups_size_and_gpus():
+    form = {"resource_group": ["gpu-a100"], "size-cpu": ["small"], "size-gpu-a100": ["standard"],
+            "gpus-gpu-a100": ["2"], "gpus-gpu-a100-approval": ["1"]}
+    assert KubelabSpawner.options_from_form(None, form) == {"resource_group": "gpu-a100", "size": "standard",
+                                                            "gpus": "2"}
+    assert KubelabSpawner.options_from_form(None, {"resource_group": ["cpu"], "size-cpu": ["small"],
+                                                   "gpus-gpu-a100": ["1"]}) == {"resource_group": "cpu",
+                                                                                "size": "small"}
