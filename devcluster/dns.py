@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from .kube import MANAGED_BY, cluster_role_for_user
 from .paths import BRIDGE_IP, CLUSTER_DOMAIN, DNS_SERVICE_IP, State
 
 log = logging.getLogger("devcluster.dns")
 
 TTL = 5
-MANAGED_BY = "devcluster.kubelab.io"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 REVERSE_ZONES = ("96.10.in-addr.arpa", "244.10.in-addr.arpa")  # service and pod CIDRs
 
@@ -47,27 +47,11 @@ REVERSE_ZONES = ("96.10.in-addr.arpa", "244.10.in-addr.arpa")  # service and pod
 # -- RBAC and Service objects ---------------------------------------------------
 def rbac_manifests(user: str = "system:devcluster:dns") -> list[dict]:
     """ClusterRole + binding for the DNS server's identity (read-only, like CoreDNS')."""
-    name = "kubelab:devcluster-dns"
-    return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}},
-            "rules": [
-                {"apiGroups": [""], "resources": ["services", "endpoints", "pods", "namespaces"],
-                 "verbs": ["get", "list", "watch"]},
-                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-                 "verbs": ["get", "list", "watch"]},
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-        },
-    ]
+    return cluster_role_for_user("kubelab:devcluster-dns", user, [
+        {"apiGroups": [""], "resources": ["services", "endpoints", "pods", "namespaces"],
+         "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+    ])
 
 
 def dns_service_manifests(address: str = BRIDGE_IP, cluster_ip: str = DNS_SERVICE_IP) -> list[dict]:

@@ -134,6 +134,20 @@ class Client:
                     yield json.loads(line)
 
 
+MANAGED_BY = "devcluster.kubelab.io"
+
+
+def cluster_role_for_user(name: str, user: str, rules: list[dict]) -> list[dict]:
+    """A ClusterRole with ``rules`` and its binding to ``user`` (a devcluster component's identity)."""
+    meta = {"name": name, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}}
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": dict(meta),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]},
+    ]
+
+
 def list_watch(client: Client, path: str, stop: threading.Event,
                replace_all: Callable[[list[dict]], None], on_set: Callable[[dict], None],
                on_delete: Callable[[dict], None], name: str = "",

@@ -57,11 +57,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from .kube import cluster_role_for_user
 from .paths import BRIDGE, BRIDGE_IP, State
 
 log = logging.getLogger("devcluster.netpol")
 
-MANAGED_BY = "devcluster.kubelab.io"
 CHAIN = "KUBELAB-NETPOL"
 POD_CHAIN_PREFIX = "KUBELAB-NP-"
 CHAIN_PREFIX = "KUBELAB-"
@@ -75,27 +75,10 @@ RESYNC = 30.0       # rebuild (and re-check the FORWARD jump) at least this ofte
 # -- RBAC ----------------------------------------------------------------------------
 def rbac_manifests(user: str = "system:devcluster:netpol") -> list[dict]:
     """ClusterRole + binding for the policy agent's identity (read-only)."""
-    name = "kubelab:devcluster-netpol"
-    labels = {"app.kubernetes.io/managed-by": MANAGED_BY}
-    return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": name, "labels": labels},
-            "rules": [
-                {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
-                {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"],
-                 "verbs": ["get", "list", "watch"]},
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name, "labels": labels},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-        },
-    ]
+    return cluster_role_for_user("kubelab:devcluster-netpol", user, [
+        {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
+    ])
 
 
 # -- the pure part -------------------------------------------------------------------

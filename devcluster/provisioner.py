@@ -28,14 +28,13 @@ import threading
 import time
 from pathlib import Path
 
-from .kube import ApiError, Client
+from .kube import MANAGED_BY, ApiError, Client, cluster_role_for_user
 from .paths import State
 
 log = logging.getLogger("devcluster.provisioner")
 
 PROVISIONER = "kubelab.io/local-path"
 CLASS_NAME = "local-path"
-MANAGED_BY = "devcluster.kubelab.io"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 STORAGE_PROVISIONER_ANNOTATIONS = ("volume.kubernetes.io/storage-provisioner",
                                    "volume.beta.kubernetes.io/storage-provisioner")
@@ -61,31 +60,13 @@ def storageclass_manifest() -> dict:
 
 def rbac_manifests(user: str = "system:devcluster:provisioner") -> list[dict]:
     """ClusterRole + binding for the provisioner's identity."""
-    name = "kubelab:devcluster-provisioner"
-    return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}},
-            "rules": [
-                {"apiGroups": [""], "resources": ["persistentvolumes"],
-                 "verbs": ["get", "list", "watch", "create", "delete", "patch", "update"]},
-                {"apiGroups": [""], "resources": ["persistentvolumeclaims"],
-                 "verbs": ["get", "list", "watch"]},
-                {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
-                 "verbs": ["get", "list", "watch"]},
-                {"apiGroups": ["", "events.k8s.io"], "resources": ["events"],
-                 "verbs": ["create", "patch"]},
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-        },
-    ]
+    return cluster_role_for_user("kubelab:devcluster-provisioner", user, [
+        {"apiGroups": [""], "resources": ["persistentvolumes"],
+         "verbs": ["get", "list", "watch", "create", "delete", "patch", "update"]},
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    ])
 
 
 # -- pure decisions ---------------------------------------------------------------
