@@ -12,10 +12,12 @@ STAMP := $(VENV)/.kubelab-installed
 deps:
 	@scripts/install-deps.sh
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml server_extension/etc/kubelab.json
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[dev]'
+	# A wheel installs this auto-enable file (data-files); an editable install does not.
+	install -D -m 644 server_extension/etc/kubelab.json $(VENV)/etc/jupyter/jupyter_server_config.d/kubelab.json
 	touch $@
 
 venv: $(STAMP)

@@ -28,6 +28,7 @@ _KINDS: dict[str, tuple[str, bool]] = {
     "ValidatingAdmissionPolicy": ("validatingadmissionpolicies", False),
     "ValidatingAdmissionPolicyBinding": ("validatingadmissionpolicybindings", False),
     "CustomResourceDefinition": ("customresourcedefinitions", False),
+    "PyTorchJob": ("pytorchjobs", True),
 }
 
 

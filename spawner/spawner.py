@@ -21,6 +21,8 @@ from kubelab.core import labels as L
 from kubelab.core import manifests, names
 from kubelab.core import resource_groups as rg
 from kubelab.core.s3layout import DATASETS_PREFIX, user_prefix
+from kubelab.core.settings import ENV_VAR as SETTINGS_ENV
+from kubelab.core.settings import WorkspaceSettings
 from kubelab.core.spawn_options import ForbiddenGroup, OptionsError, SpawnChoice, resolve
 
 from . import approvals, capacity
@@ -43,6 +45,11 @@ class KubelabSpawner(KubeSpawner):
     @default("automount_service_account_token")
     def _default_automount(self) -> bool:
         return True
+
+    @default("working_dir")
+    def _default_working_dir(self) -> str:
+        # The server's root directory (file browser) is the S3-backed home.
+        return self.home_mount_path
 
     # -- namespaces ---------------------------------------------------------------
     @default("user_namespace_template")
@@ -476,6 +483,7 @@ class KubelabSpawner(KubeSpawner):
             limits[group.gpu_resource] = str(choice.gpus)
         main.resources = {"requests": dict(res), "limits": limits}
         main.env = list(main.env or []) + [
+            {"name": SETTINGS_ENV, "value": self.workspace_settings(group, main).to_json()},
             {"name": "KUBELAB_NAMESPACE", "value": self.namespace},
             {"name": "KUBELAB_RESOURCE_GROUP", "value": group.name},
             {"name": "KUBELAB_S3_PREFIX", "value": user_prefix(self.user.name)},
@@ -499,6 +507,22 @@ class KubelabSpawner(KubeSpawner):
                               "limits": {"cpu": "500m", "memory": "256Mi"}},
             }]
         return pod
+
+    def workspace_settings(self, group: rg.ResourceGroup, main: Any) -> WorkspaceSettings:
+        """What the user's server needs to run workloads like itself: the image,
+        mounts, and the groups the user may submit to (approval groups only
+        when this server runs in one, i.e. it was approved)."""
+        mine = self.user_group_names()
+        groups = [g for g in self.groups if g.allows(mine) and (not g.requires_approval or g.name == group.name)]
+        sc = main.security_context
+        uid = getattr(sc, "run_as_user", None) if sc is not None and not isinstance(sc, dict) else \
+            (sc or {}).get("runAsUser")
+        gid = getattr(sc, "run_as_group", None) if sc is not None and not isinstance(sc, dict) else \
+            (sc or {}).get("runAsGroup")
+        return WorkspaceSettings(
+            user=self.user.name, namespace=self.namespace, image=main.image, resource_groups=tuple(groups),
+            default_group=group.name, home_path=self.home_mount_path, s3_mount_host_path=self.s3_mount_host_path,
+            uid=uid, gid=gid, image_pull_policy=main.image_pull_policy or "IfNotPresent")
 
     # -- start: fail fast, leave nothing behind ---------------------------------------------------
     async def _start(self):

@@ -1,0 +1,40 @@
+"""The service layer: one per domain, shared by the REST handlers, the magics and the panels.
+
+No Tornado or Jupyter imports here: handlers and magics are thin shells over
+these classes. Every call is synchronous; handlers run them in a thread.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from traitlets.config import Config
+
+from .errors import BadRequest, Conflict, Forbidden, NotFound, ServiceError, Unavailable
+from .jobs import JobService
+from .schedules import ScheduleService
+from .workspace import Workspace
+
+__all__ = ["Services", "BadRequest", "Conflict", "Forbidden", "NotFound", "ServiceError", "Unavailable",
+           "Workspace", "ScheduleService", "JobService"]
+
+
+@dataclass
+class Services:
+    workspace: Workspace
+    schedules: ScheduleService
+    jobs: JobService
+
+    @classmethod
+    def create(cls, config: Config | None = None, log=None) -> "Services":
+        kw = {"config": config} if config is not None else {}
+        if log is not None:
+            kw["log"] = log
+        ws = Workspace(**kw)
+        return cls(workspace=ws, schedules=ScheduleService(workspace=ws, **kw), jobs=JobService(workspace=ws, **kw))
+
+    def info(self) -> dict:
+        """Who and where: the user, namespace and the resource groups they may use."""
+        s = self.workspace.settings
+        return {"user": s.user, "namespace": s.namespace, "image": s.image, "home": s.home_path,
+                "default_resource_group": s.default_group or (s.resource_groups[0].name if s.resource_groups else None),
+                "resource_groups": [g.to_dict() for g in s.resource_groups]}
