@@ -52,6 +52,7 @@ MAX_LINE = 16 * 1024
 DRAIN_SECONDS = 2.0
 TERMINATION_MESSAGE_MAX = 4096
 FALLBACK_LOG_LINES = 80
+FALLBACK_MESSAGE_MAX = 2048
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -237,23 +238,42 @@ def start_error_message(argv: list[str], err: OSError, cwd: str) -> StartError:
     return StartError(128, f"exec: \"{exe}\": {err.strerror or err}")
 
 
+def _tail(path: str, size: int) -> tuple[bytes, bool]:
+    """The last ``size`` bytes of a file, and whether the file was longer."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        length = f.tell()
+        f.seek(max(0, length - size))
+        return f.read(), length > size
+
+
 def termination_message(spec: dict[str, Any], code: int) -> str:
+    """What the kubelet reports as ``state.terminated.message``: the end of the termination
+    log (at most 4096 bytes) or, for FallbackToLogsOnError after a failure with an empty
+    one, the last 80 log lines, at most the last 2048 bytes, each full line with its newline."""
     path = spec.get("termination_log")
     message = ""
     if path:
         try:
-            with open(path, "rb") as f:
-                message = f.read(TERMINATION_MESSAGE_MAX).decode("utf-8", "replace")
+            message = _tail(path, TERMINATION_MESSAGE_MAX)[0].decode("utf-8", "replace")
         except OSError:
             pass
     if not message and code != 0 and spec.get("fallback_to_logs"):
         try:
-            with open(spec["log"], "rb") as f:
-                lines = f.read().splitlines()[-FALLBACK_LOG_LINES:]
-            text = b"\n".join(line.split(b" ", 3)[3] if line.count(b" ") >= 3 else line for line in lines)
-            message = text[-2048:].decode("utf-8", "replace")
+            # Enough bytes for 80 full CRI lines; only the tail, whatever the log's size.
+            data, cut = _tail(spec["log"], FALLBACK_LOG_LINES * (MAX_LINE + 64))
         except OSError:
-            pass
+            return message
+        lines = data.splitlines()
+        if cut and lines:
+            lines = lines[1:]  # the first line read may be the end of a longer one
+        text = b""
+        for line in lines[-FALLBACK_LOG_LINES:]:
+            parts = line.split(b" ", 3)
+            if len(parts) < 3:
+                continue
+            text += (parts[3] if len(parts) > 3 else b"") + (b"\n" if parts[2] == b"F" else b"")
+        message = text[-FALLBACK_MESSAGE_MAX:].decode("utf-8", "replace")
     return message
 
 

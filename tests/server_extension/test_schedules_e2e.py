@@ -49,3 +49,59 @@ def test_run_now_executes_the_snapshot_with_parameters(alice):
     logs = alice.api("GET", f"schedules/nightly/runs/{run['id']}/logs")
     assert logs.status_code == 200 and "alpha=42 beta=manual" in logs.text, logs.text
     assert [r["id"] for r in alice.ok("GET", "schedules/nightly/runs")["runs"]][0] == run["id"]
+
+
+def test_failing_notebook_gives_a_failed_run_with_the_cells_error(alice):
+    alice.put_file("sched/failing.ipynb", FAILING_NB)
+    alice.api("DELETE", "schedules/failing")
+    alice.ok("POST", "schedules", 201, json={"name": "failing", "notebook": "sched/failing.ipynb",
+                                             "schedule": "0 0 1 1 *", "suspend": True})
+    run = alice.ok("POST", "schedules/failing/runs", 201)
+    done = _wait_run(alice, "failing", run["id"])
+    assert done["status"] == "Failed", done
+    assert "ZeroDivisionError: division by zero" in done["message"], done
+    assert done["error"]["ename"] == "ZeroDivisionError"
+    history = alice.ok("GET", "schedules/failing/runs")["runs"]
+    assert history[0]["id"] == run["id"] and history[0]["status"] == "Failed"
+    assert "ZeroDivisionError" in history[0]["message"]
+    logs = alice.api("GET", f"schedules/failing/runs/{run['id']}/logs").text
+    assert "ZeroDivisionError" in logs and "never" not in logs.split("ZeroDivisionError")[-1]
+    # the executed copy is kept, with the error in it, for the user to open
+    out = alice.get_file(done["output_notebook"]).json()
+    assert "ZeroDivisionError" in str(out["content"])
+    events = alice.ok("GET", f"schedules/failing/runs/{run['id']}/events")["events"]
+    assert any(e["object"].startswith("Job/") for e in events), events
+    alice.ok("DELETE", "schedules/failing", 204)
+    assert alice.api("GET", "schedules/failing").status_code == 404
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"name": "ok-name", "notebook": "sched/params.ipynb", "schedule": "61 * * * *"}, "minute"),
+    ({"name": "ok-name", "notebook": "sched/params.ipynb", "schedule": "0 6 * * *", "timezone": "Mars/Base"},
+     "time zone"),
+    ({"name": "Bad_Name", "notebook": "sched/params.ipynb", "schedule": "0 6 * * *"}, "invalid"),
+    ({"name": "n" * 53, "notebook": "sched/params.ipynb", "schedule": "0 6 * * *"}, "too long"),
+    ({"name": "ok-name", "notebook": "sched/missing.ipynb", "schedule": "0 6 * * *"}, "not found"),
+    ({"name": "ok-name", "notebook": "../wl-bob/x.ipynb", "schedule": "0 6 * * *"}, "outside your home"),
+    ({"name": "ok-name", "notebook": "/etc/passwd.ipynb", "schedule": "0 6 * * *"}, "outside your home"),
+    ({"name": "ok-name", "notebook": "sched/params.ipynb", "schedule": "0 6 * * *", "retries": 99}, "retries"),
+    ({"name": "ok-name", "notebook": "sched/params.ipynb", "schedule": "0 6 * * *", "gpus": 1}, "GPUs"),
+    ({"name": "ok-name", "notebook": "sched/params.ipynb", "schedule": "0 6 * * *", "colour": "red"}, "unknown"),
+])
+def test_bad_schedules_are_refused_and_nothing_is_created(alice, kubectl, body, message):
+    alice.put_file("sched/params.ipynb", PARAMS_NB)
+    r = alice.api("POST", "schedules", json=body)
+    assert r.status_code == 400, r.text
+    err = r.json()
+    assert err["code"] == 400 and message in err["message"] and "\n" not in err["message"], err
+    assert kubectl("get", "cronjobs", "-n", alice.namespace, "-o", "name").count("ok-name") == 0
+    assert not alice.get_file("/.kubelab/schedules/ok-name").ok
+
+
+def test_not_json_and_unknown_schedule_are_4xx(alice):
+    r = alice.api("POST", "schedules", data="{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "JSON" in r.json()["message"]
+    assert alice.api("GET", "schedules/does-not-exist").status_code == 404
+    assert alice.api("POST", "schedules/does-not-exist/runs").status_code == 404
+    assert alice.api("PATCH", "schedules/does-not-exist", json={"suspend": True}).status_code == 404
+    assert alice.api("GET", "cron", params={"schedule": "* * *"}).status_code == 400
