@@ -371,15 +371,16 @@ def run_job_from_cronjob(cronjob: dict[str, Any], run_name: str, trigger: str = 
 
     ``parameters`` override the schedule's (merged over them) for this run only.
     """
+    overrides = _parameters(parameters)
     tmpl = json.loads(json.dumps(cronjob["spec"]["jobTemplate"]))
     meta = tmpl.get("metadata", {})
     annotations = {**meta.get("annotations", {}), "cronjob.kubernetes.io/instantiate": "manual",
                    TRIGGER_ANNOTATION: trigger, **(extra_annotations or {})}
-    if parameters:
+    if overrides:
         for c in tmpl["spec"]["template"]["spec"]["containers"]:
             for e in c.get("env", []):
                 if e.get("name") == PARAMETERS_ENV:
-                    merged = {**json.loads(e.get("value") or "{}"), **_parameters(dict(parameters))}
+                    merged = {**json.loads(e.get("value") or "{}"), **overrides}
                     e["value"] = json.dumps(merged, sort_keys=True)
     m = cronjob["metadata"]
     return {"apiVersion": "batch/v1", "kind": "Job",
@@ -614,7 +615,7 @@ def job_status(job: dict[str, Any], pods: list[dict[str, Any]] = (),
     started = _ts(st.get("startTime"))
     finished = _ts(st.get("completionTime"))
     reason = message = None
-    if "Complete" in conds or "SuccessCriteriaMet" in conds:
+    if conds.keys() & {"Complete", "SuccessCriteriaMet", "Succeeded"}:  # Succeeded: PyTorchJob
         status = "Succeeded"
     elif "Failed" in conds or "FailureTarget" in conds:
         c = conds.get("Failed") or conds["FailureTarget"]
@@ -623,7 +624,7 @@ def job_status(job: dict[str, Any], pods: list[dict[str, Any]] = (),
         finished = finished or _ts(c.get("lastTransitionTime"))
     elif job.get("metadata", {}).get("deletionTimestamp"):
         status = "Cancelling"
-    elif job.get("spec", {}).get("suspend"):
+    elif job.get("spec", {}).get("suspend") or job.get("spec", {}).get("runPolicy", {}).get("suspend"):
         status, reason = "Suspended", "Suspended"
     elif any(p.get("status", {}).get("phase") == "Running" for p in pods):
         status = "Running"

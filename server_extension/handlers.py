@@ -118,7 +118,7 @@ class KubelabHandler(ExtensionHandlerMixin, APIHandler):
             if close:
                 await asyncio.to_thread(close)
         if not self._finished:
-            self.finish()
+            self.finish(set_content_type="text/plain; charset=utf-8")
 
 
 # -- meta ------------------------------------------------------------------------------------------
@@ -131,9 +131,8 @@ class VersionHandler(KubelabHandler):
 class SpecHandler(KubelabHandler):
     @api
     async def get(self) -> None:
-        self.set_header("Content-Type", "application/yaml")
         with open(SPEC_PATH, "rb") as f:
-            self.finish(f.read())
+            self.finish(f.read(), set_content_type="application/yaml")
 
 
 class WorkspaceHandler(KubelabHandler):
@@ -260,7 +259,7 @@ class JobPendingHandler(KubelabHandler):
 API = "kubelab/api"
 HANDLERS: list[tuple[str, type]] = [
     (rf"/{API}/version", VersionHandler),
-    (rf"/{API}/openapi.yaml", SpecHandler),
+    (rf"/{API}/openapi\.yaml", SpecHandler),
     (rf"/{API}/workspace", WorkspaceHandler),
     (rf"/{API}/cron", CronHandler),
     (rf"/{API}/schedules", SchedulesHandler),

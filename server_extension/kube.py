@@ -12,6 +12,7 @@ import json
 import os
 import time
 from typing import Any, Iterator
+from urllib.parse import quote
 
 import requests
 
@@ -90,7 +91,7 @@ class KubeClient:
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
         try:
-            return self.request("GET", f"{kinds.collection_path(api_version, kind, self._ns(namespace))}/{name}").json()
+            return self.request("GET", f"{kinds.collection_path(api_version, kind, self._ns(namespace))}/{quote(name, safe='')}").json()
         except KubeError as e:
             if e.status == 404:
                 return None
@@ -126,14 +127,14 @@ class KubeClient:
                             obj, "application/apply-patch+yaml").json()
 
     def patch(self, api_version: str, kind: str, name: str, patch: dict, namespace: str | None = None) -> dict:
-        path = f"{kinds.collection_path(api_version, kind, self._ns(namespace))}/{name}"
+        path = f"{kinds.collection_path(api_version, kind, self._ns(namespace))}/{quote(name, safe='')}"
         return self.request("PATCH", path, {"fieldManager": FIELD_MANAGER}, patch,
                             "application/merge-patch+json").json()
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
                propagation: str = "Background") -> bool:
         """Delete (dependents too, in the background); False if it did not exist."""
-        path = f"{kinds.collection_path(api_version, kind, self._ns(namespace))}/{name}"
+        path = f"{kinds.collection_path(api_version, kind, self._ns(namespace))}/{quote(name, safe='')}"
         try:
             self.request("DELETE", path, body={"propagationPolicy": propagation})
             return True
@@ -154,7 +155,7 @@ class KubeClient:
         params = {k: v for k, v in (("container", container), ("follow", "true" if follow else None),
                                     ("tailLines", tail_lines), ("limitBytes", limit_bytes),
                                     ("timestamps", "true" if timestamps else None)) if v is not None}
-        r = self.request("GET", f"/api/v1/namespaces/{self._ns(namespace)}/pods/{pod}/log", params, stream=True)
+        r = self.request("GET", f"/api/v1/namespaces/{self._ns(namespace)}/pods/{quote(pod, safe='')}/log", params, stream=True)
 
         def chunks() -> Iterator[bytes]:
             try:

@@ -14,7 +14,8 @@ from traitlets.config import LoggingConfigurable
 
 from kubelab.core import workloads as W
 
-from .errors import BadRequest, Conflict, ServiceError
+from ..kube import KubeError
+from .errors import BadRequest, Conflict, NotFound, ServiceError
 from .workspace import Workspace, event_view
 
 JOB = ("batch/v1", "Job")
@@ -172,7 +173,10 @@ class JobService(LoggingConfigurable):
             try:
                 self.ws.call(self.ws.kube.create, svc, what=f"job {spec.name}")
             except ServiceError:  # nothing half-created: the job goes too
-                self.ws.kube.delete(*JOB, spec.name)
+                try:
+                    self.ws.kube.delete(*JOB, spec.name)
+                except KubeError as e:
+                    self.log.warning("could not remove job %s after a failed submit: %s", spec.name, e.message)
                 raise
         return W.training_view(created)
 
@@ -186,7 +190,7 @@ class JobService(LoggingConfigurable):
     def _get(self, name: str) -> dict:
         try:
             return self.ws.require(*JOB, name, (W.JOB_LABEL, name), "job")
-        except ServiceError:
+        except NotFound:
             if not self.ws.kube.has_resource("kubeflow.org/v1", "pytorchjobs"):
                 raise
             return self.ws.require(*PYTORCHJOB, name, (W.JOB_LABEL, name), "job")

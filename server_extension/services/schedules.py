@@ -14,6 +14,7 @@ from traitlets.config import LoggingConfigurable
 
 from kubelab.core import cron
 from kubelab.core import workloads as W
+from kubelab.core.names import is_dns_label
 
 from .. import runner
 from .errors import BadRequest, Conflict, NotFound, ServiceError
@@ -257,7 +258,7 @@ class ScheduleService(LoggingConfigurable):
 
     def _run_job(self, name: str, run_id: str) -> dict:
         self._get(name)
-        job = self.ws.call(self.ws.kube.get, *JOB, run_id)
+        job = self.ws.call(self.ws.kube.get, *JOB, run_id) if is_dns_label(run_id) else None
         if job is None or job["metadata"].get("labels", {}).get(W.SCHEDULE_LABEL) != name:
             raise NotFound(f"run {run_id!r} of schedule {name!r} not found")
         return job

@@ -15,6 +15,7 @@ from typing import Any
 from traitlets import Float, Unicode
 from traitlets.config import LoggingConfigurable
 
+from kubelab.core.names import is_dns_label
 from kubelab.core.settings import SettingsError, WorkspaceSettings
 from kubelab.core.workloads import WorkloadError, home_relative
 
@@ -105,14 +106,15 @@ class Workspace(LoggingConfigurable):
 
     @cached_property
     def kube(self) -> KubeClient:
+        namespace = self.settings.namespace  # no settings: say so first
         try:
             if self.api_server:
                 return KubeClient(self.api_server, token=self.api_token or None, ca=self.api_ca_file or None,
-                                  namespace=self.settings.namespace, timeout=self.api_timeout)
+                                  namespace=namespace, timeout=self.api_timeout)
             client = KubeClient.in_cluster(self.api_timeout)
         except KubeError as e:
             raise Unavailable(e.message) from None
-        client.namespace = self.settings.namespace
+        client.namespace = namespace
         return client
 
     @property
@@ -180,6 +182,8 @@ class Workspace(LoggingConfigurable):
 
     def require(self, api_version: str, kind: str, name: str, label: tuple[str, str], what: str) -> dict:
         """A kubelab object of this user's, or NotFound (also for objects kubelab did not make)."""
+        if not is_dns_label(name):  # such a name cannot exist; never put it in a URL
+            raise NotFound(f"{what} {name!r} not found")
         obj = self.call(self.kube.get, api_version, kind, name)
         if obj is None or obj["metadata"].get("labels", {}).get(label[0]) != label[1]:
             raise NotFound(f"{what} {name!r} not found")
