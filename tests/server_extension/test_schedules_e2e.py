@@ -105,3 +105,49 @@ def test_not_json_and_unknown_schedule_are_4xx(alice):
     assert alice.api("POST", "schedules/does-not-exist/runs").status_code == 404
     assert alice.api("PATCH", "schedules/does-not-exist", json={"suspend": True}).status_code == 404
     assert alice.api("GET", "cron", params={"schedule": "* * *"}).status_code == 400
+
+
+def test_schedule_fires_every_minute_while_its_server_is_stopped_and_suspend_stops_it(hub, kubectl, s3_env):
+    """The CronJob is the record: it keeps firing with the user's server gone."""
+    import boto3
+
+    from tests.server_extension.conftest import UserServer
+
+    name = "wl-carol"
+    hub.ensure_user(name)
+    hub.spawn(name, {"resource_group": "cpu"})
+    carol = UserServer(hub, name)
+    carol.put_file("every/minute.ipynb", PARAMS_NB)
+    carol.api("DELETE", "schedules/minutely")
+    carol.ok("POST", "schedules", 201, json={"name": "minutely", "notebook": "every/minute.ipynb",
+                                             "schedule": "* * * * *", "parameters": {"alpha": 7}})
+    hub.stop(name)
+
+    def fired_and_succeeded():
+        jobs = kubectl.json("get", "jobs", "-n", carol.namespace, "-l", "kubelab.io/schedule=minutely")["items"]
+        done = [j for j in jobs if any(c["type"] == "Complete" and c["status"] == "True"
+                                       for c in j.get("status", {}).get("conditions", []))]
+        return done or None
+    eventually(fired_and_succeeded, 200, 3, what="a scheduled run completed while the server was stopped")
+
+    s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    bucket = s3_env["KUBELAB_S3_BUCKET"]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"users/{name}/.kubelab/runs/minutely/")
+            .get("Contents", [])]
+    executed = [k for k in keys if k.endswith("/minute.ipynb")]
+    assert executed, keys
+    body = s3.get_object(Bucket=bucket, Key=executed[0])["Body"].read().decode()
+    assert "alpha = 7" in body and "alpha=7 beta=x" in body, body[:2000]
+
+    hub.spawn(name, {"resource_group": "cpu"})
+    runs = carol.ok("GET", "schedules/minutely/runs")["runs"]
+    assert any(r["trigger"] == "schedule" and r["status"] == "Succeeded" and r["output_notebook"] for r in runs), runs
+    assert carol.ok("PATCH", "schedules/minutely", json={"suspend": True})["next_runs"] == []
+    before = {r["id"] for r in carol.ok("GET", "schedules/minutely/runs")["runs"]}
+    import time
+    time.sleep(75)  # more than a minute boundary: a suspended CronJob starts nothing
+    after = {r["id"] for r in carol.ok("GET", "schedules/minutely/runs")["runs"]}
+    assert after <= before, after - before
+    carol.ok("DELETE", "schedules/minutely", 204)
+    hub.stop(name)
