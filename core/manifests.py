@@ -73,6 +73,11 @@ USER_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [L.GROUP], "resources": ["*"],
      "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+    # Distributed training where the cluster runs Kubeflow's training operator,
+    # and reading Kueue queues where Kueue is installed (no effect otherwise).
+    {"apiGroups": ["kubeflow.org"], "resources": ["pytorchjobs"],
+     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+    {"apiGroups": ["kueue.x-k8s.io"], "resources": ["localqueues"], "verbs": ["get", "list", "watch"]},
 ]
 
 

@@ -138,3 +138,21 @@ def test_bad_jobs_are_refused_and_nothing_is_created(alice, kubectl, body, code,
 def test_a_user_outside_the_gpu_group_cannot_submit_to_it(bob):
     r = bob.api("POST", "jobs", json={"name": "sneaky", "code": "print(1)", "resource_group": "gpu-a100"})
     assert r.status_code == 403 and "gpu-a100" in r.json()["message"], r.text
+
+
+def test_logs_follow_streams_lines_while_the_job_runs(alice):
+    import time
+
+    _fresh(alice, "ticker")
+    alice.ok("POST", "jobs", 201, json={"name": "ticker", "command": [
+        "python", "-c", "import time\nfor i in range(10):\n    print('tick', i, flush=True); time.sleep(1)"]})
+    _wait(alice, "ticker", ("Running",))
+    seen, t0 = [], time.monotonic()
+    with alice.api("GET", "jobs/ticker/logs", params={"follow": "true"}, stream=True, timeout=120) as r:
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
+        for line in r.iter_lines():
+            if line.startswith(b"tick"):
+                seen.append((line.decode(), time.monotonic() - t0))
+    assert [s for s, _ in seen] == [f"tick {i}" for i in range(10)]
+    assert seen[-1][1] - seen[0][1] > 2  # lines arrived as they were printed, not all at the end
+    alice.ok("DELETE", "jobs/ticker", 204)

@@ -151,3 +151,51 @@ def test_schedule_fires_every_minute_while_its_server_is_stopped_and_suspend_sto
     assert after <= before, after - before
     carol.ok("DELETE", "schedules/minutely", 204)
     hub.stop(name)
+
+
+def test_update_changes_cron_parameters_and_limits_and_webhook_reports_runs(alice):
+    import http.server
+    import json
+    import threading
+
+    from devcluster.paths import BRIDGE_IP
+
+    received: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer((BRIDGE_IP, 0), Hook)  # where pods reach the host
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        alice.put_file("sched/params.ipynb", PARAMS_NB)
+        alice.api("DELETE", "schedules/hooked")
+        alice.ok("POST", "schedules", 201, json={"name": "hooked", "notebook": "sched/params.ipynb",
+                                                 "schedule": "0 6 * * *", "suspend": True})
+        url = f"http://{BRIDGE_IP}:{srv.server_port}/hook"
+        updated = alice.ok("PATCH", "schedules/hooked", json={
+            "schedule": "30 7 * * 1-5", "timezone": "America/New_York", "parameters": {"alpha": 9},
+            "timeout_seconds": 900, "retries": 1, "webhook": url, "notify": ["success", "failure"]})
+        assert updated["schedule"] == "30 7 * * 1-5" and updated["timezone"] == "America/New_York"
+        assert updated["timeout_seconds"] == 900 and updated["retries"] == 1 and updated["parameters"] == {"alpha": 9}
+        assert updated["suspend"] is True and updated["next_runs"] == []
+        resumed = alice.ok("PATCH", "schedules/hooked", json={"suspend": False})
+        assert len(resumed["next_runs"]) == 5 and all(t.endswith(("11:30:00Z", "12:30:00Z"))
+                                                      for t in resumed["next_runs"]), resumed["next_runs"]
+        assert alice.api("PATCH", "schedules/hooked", json={"name": "renamed"}).status_code == 400
+        assert alice.api("PATCH", "schedules/hooked", json={"schedule": "nope"}).status_code == 400
+        assert alice.ok("GET", "schedules/hooked")["schedule"] == "30 7 * * 1-5"  # a refused update changes nothing
+        run = alice.ok("POST", "schedules/hooked/runs", 201)
+        assert _wait_run(alice, "hooked", run["id"])["status"] == "Succeeded"
+        eventually(lambda: received or None, 60, 1, what="the webhook was called")
+        assert received[0]["event"] == "run.succeeded"
+        assert received[0]["run"]["run_id"] == run["id"] and received[0]["run"]["parameters"] == {"alpha": 9}
+    finally:
+        srv.shutdown()
+        alice.api("DELETE", "schedules/hooked")
