@@ -40,7 +40,9 @@ Go's ``time.Date`` normalisation of local times that do not exist.  In effect:
   (``30 1 * * *`` in America/New_York fires at 01:30 EDT and 01:30 EST on
   2024-11-03) -- that is what robfig and hence the CronJob controller do;
 * a schedule with no run within 5 years of the start (``0 0 30 2 *``) raises
-  ``CronError("schedule never fires ...")`` instead of returning robfig's zero time.
+  ``CronError("schedule never fires ...")`` instead of returning robfig's zero time;
+* where robfig would loop forever (a start just before a day that the zone
+  skips entirely, like 2011-12-30 in Pacific/Apia) a CronError is raised.
 """
 from __future__ import annotations
 
@@ -54,7 +56,16 @@ __all__ = ["CronError", "CronSchedule", "parse", "validate_timezone", "next_runs
 
 class CronError(ValueError):
     """One-line, user-facing message, e.g.
-    "invalid cron expression '61 * * * *': minute 61 is out of range 0-59"."""
+    "invalid cron expression '61 * * * *': minute 61 is out of range 0-59".
+
+    Control characters from the input (tabs, newlines) are shown escaped, so the
+    message stays on one line.
+    """
+
+    def __init__(self, message: str):
+        if not message.isprintable():
+            message = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,9 @@ _DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midni
 _TZ_PART = re.compile(r"[A-Za-z.\-_0-9+]{1,14}")
 
 _YEARS_AHEAD = 5  # robfig gives up after five years
+# robfig loops forever where a whole local day is skipped (Pacific/Apia on
+# 2011-12-30); no real search needs more than a few thousand steps.
+_MAX_STEPS = 100_000
 
 
 @dataclass(frozen=True)
@@ -131,7 +145,12 @@ class CronSchedule:
         tz = dt.tzinfo
         # Start at the next whole second (robfig: t.Add(1s - nanoseconds)).
         start = (dt - _EPOCH) // timedelta(seconds=1) + 1
-        found = self._next_unix(start, tz)
+        try:
+            found = self._next_unix(start, tz)
+        except _Stuck:
+            raise CronError(f"cannot compute the run of '{self.expr}' after {dt:%Y-%m-%d %H:%M} in {tz}: "
+                            "the local calendar skips a day there (the CronJob controller gets stuck too)"
+                            ) from None
         if found is None:
             raise CronError(f"schedule never fires: '{self.expr}' has no run within "
                             f"{_YEARS_AHEAD} years")
@@ -151,6 +170,7 @@ class CronSchedule:
         w = _wall(t, tz)
         year_limit = w.year + _YEARS_AHEAD
         added = False
+        steps = 0
         while True:  # WRAP:
             w = _wall(t, tz)
             if w.year > year_limit:
@@ -158,6 +178,9 @@ class CronSchedule:
             wrapped = False
 
             while w.month not in self.months:
+                steps += 1
+                if steps > _MAX_STEPS:
+                    raise _Stuck
                 if not added:
                     added = True
                     t = _go_date(w.year, w.month, 1, 0, 0, 0, tz)
@@ -171,6 +194,9 @@ class CronSchedule:
                 continue
 
             while not self.day_matches(w):
+                steps += 1
+                if steps > _MAX_STEPS:
+                    raise _Stuck
                 if not added:
                     added = True
                     t = _go_date(w.year, w.month, w.day, 0, 0, 0, tz)
@@ -188,6 +214,9 @@ class CronSchedule:
                 continue
 
             while w.hour not in self.hours:
+                steps += 1
+                if steps > _MAX_STEPS:
+                    raise _Stuck
                 if not added:
                     added = True
                     t = _go_date(w.year, w.month, w.day, w.hour, 0, 0, tz)
@@ -200,6 +229,9 @@ class CronSchedule:
                 continue
 
             while w.minute not in self.minutes:
+                steps += 1
+                if steps > _MAX_STEPS:
+                    raise _Stuck
                 if not added:
                     added = True
                     t -= t % 60  # Truncate(time.Minute)
@@ -212,6 +244,9 @@ class CronSchedule:
                 continue
 
             while w.second != 0:  # the standard parser's seconds field is "0"
+                steps += 1
+                if steps > _MAX_STEPS:
+                    raise _Stuck
                 added = True
                 t += 1
                 w = _wall(t, tz)
@@ -221,6 +256,10 @@ class CronSchedule:
             if wrapped:
                 continue
             return t
+
+
+class _Stuck(Exception):
+    """robfig's search would not terminate."""
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
