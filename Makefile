@@ -12,12 +12,13 @@ STAMP := $(VENV)/.kubelab-installed
 deps:
 	@scripts/install-deps.sh
 
-$(STAMP): pyproject.toml server_extension/etc/kubelab.json
+$(STAMP): pyproject.toml server_extension/etc/kubelab.json kernels/etc/ipython_kernel_config.json
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[dev]'
 	# A wheel installs this auto-enable file (data-files); an editable install does not.
 	install -D -m 644 server_extension/etc/kubelab.json $(VENV)/etc/jupyter/jupyter_server_config.d/kubelab.json
+	install -D -m 644 kernels/etc/ipython_kernel_config.json $(VENV)/etc/ipython/ipython_kernel_config.json
 	touch $@
 
 venv: $(STAMP)

@@ -72,7 +72,8 @@ class KubeClient:
             data = json.dumps(body)
         try:
             r = self.session.request(method, self.server + path, params=params, data=data, headers=headers,
-                                     stream=stream, timeout=None if stream else (timeout or self.timeout))
+                                     stream=stream,
+                                     timeout=(self.timeout, None) if stream else (timeout or self.timeout))
         except requests.RequestException as e:
             raise KubeError(503, f"the Kubernetes API is unreachable: {e.__class__.__name__}") from None
         if r.status_code >= 400:

@@ -6,7 +6,7 @@ notebook, HTML, ``run.json``) are written by the runner into
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Mapping
 
 from traitlets import Enum, Instance, Int, Unicode
@@ -228,13 +228,18 @@ class ScheduleService(LoggingConfigurable):
     # -- runs -------------------------------------------------------------------------------------
     def run_now(self, name: str, parameters: Mapping[str, Any] | None = None, trigger: str = "manual") -> dict:
         cj = self._get(name)
-        try:
-            job = W.run_job_from_cronjob(cj, W.manual_run_name(name, datetime.now(timezone.utc)), trigger,
-                                         parameters)
-        except W.WorkloadError as e:
-            raise BadRequest(str(e)) from None
-        created = self.ws.call(self.ws.kube.create, job, what=f"run of {name}")
-        return W.run_view(created)
+        now = datetime.now(timezone.utc)
+        for attempt in range(5):  # run ids are unique per second: a second run-now in the same second moves on
+            try:
+                job = W.run_job_from_cronjob(cj, W.manual_run_name(name, now + timedelta(seconds=attempt)),
+                                             trigger, parameters)
+            except W.WorkloadError as e:
+                raise BadRequest(str(e)) from None
+            try:
+                return W.run_view(self.ws.call(self.ws.kube.create, job, what=f"run of {name}"))
+            except Conflict:
+                continue
+        raise Conflict(f"too many runs of {name!r} started at once; try again")
 
     def _records(self, name: str) -> dict[str, dict]:
         """run id -> the newest run.json the runner wrote for it."""
