@@ -65,8 +65,10 @@ class KubelabHandler(ExtensionHandlerMixin, APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"code": status_code, "message": message}))
 
-    def json_body(self) -> Any:
+    def json_body(self, required: bool = True) -> Any:
         if not self.request.body:
+            if required:
+                raise BadRequest("the request body must be a JSON object")
             return {}
         try:
             return json.loads(self.request.body)
@@ -183,7 +185,7 @@ class RunsHandler(KubelabHandler):
 
     @api
     async def post(self, name: str) -> None:
-        body = self.json_body()
+        body = self.json_body(required=False)
         if not isinstance(body, dict) or set(body) - {"parameters"}:
             raise BadRequest("the body may only hold {\"parameters\": {...}}")
         self.reply(await self.run(self.services.schedules.run_now, name, body.get("parameters")), 201)

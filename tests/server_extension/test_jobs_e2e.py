@@ -80,6 +80,8 @@ def test_gpu_job_gets_its_gpu_waits_on_quota_and_cancel_removes_pods(alice, kube
         return why if why["pending"] and any("exceeded quota" in r for r in why["reasons"]) else None
     why = eventually(quota_reason, 90, 2, what="gpu-wait pending on quota")
     assert "nvidia.com/gpu" in " ".join(why["reasons"])
+    events = alice.ok("GET", "jobs/gpu-wait/events")["events"]
+    assert any(e["reason"] == "FailedCreate" and "exceeded quota" in e["message"] for e in events), events
 
     cancelled = alice.ok("POST", "jobs/gpu-hold/cancel")
     assert cancelled["status"] == "Cancelled"

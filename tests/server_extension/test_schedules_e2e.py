@@ -10,11 +10,13 @@ from tests.waiting import eventually
 pytestmark = pytest.mark.e2e
 
 
-def test_api_answers_in_a_spawned_server(alice):
+def test_api_answers_in_a_spawned_server(alice, bob):
     assert alice.ok("GET", "version")["version"]
     ws = alice.ok("GET", "workspace")
-    assert ws["namespace"] == alice.namespace
-    assert "cpu" in [g["name"] for g in ws["resource_groups"]]
+    assert ws["namespace"] == alice.namespace and ws["default_resource_group"] == "cpu"
+    # the groups each user may submit work to: alice is in gpu-users; approval groups need an approved spawn
+    assert {g["name"] for g in ws["resource_groups"]} == {"cpu", "gpu-a100"}
+    assert {g["name"] for g in bob.ok("GET", "workspace")["resource_groups"]} == {"cpu"}
 
 
 PARAMS_NB = notebook("print(f'alpha={alpha} beta={beta}')", "open('alpha.txt', 'w').write(str(alpha))",
@@ -49,6 +51,8 @@ def test_run_now_executes_the_snapshot_with_parameters(alice):
     logs = alice.api("GET", f"schedules/nightly/runs/{run['id']}/logs")
     assert logs.status_code == 200 and "alpha=42 beta=manual" in logs.text, logs.text
     assert [r["id"] for r in alice.ok("GET", "schedules/nightly/runs")["runs"]][0] == run["id"]
+    listed = {s["name"]: s for s in alice.ok("GET", "schedules")["schedules"]}
+    assert listed["nightly"]["parameters"] == {"alpha": 42} and listed["nightly"]["timezone"] == "Europe/Berlin"
 
 
 def test_failing_notebook_gives_a_failed_run_with_the_cells_error(alice):
