@@ -7,7 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.kubelab-installed
 
-.PHONY: demo test test-unit bench bench-cluster bench-spawn deps venv build cluster-up cluster-down cluster-status cluster-purge clean
+.PHONY: demo test test-unit bench bench-cluster bench-spawn bench-workloads deps venv build cluster-up cluster-down cluster-status cluster-purge clean
 
 deps:
 	@scripts/install-deps.sh
@@ -52,13 +52,16 @@ test: build
 test-unit: venv
 	$(VPY) -m pytest -m "not e2e and not teardown" $(PYTEST_ARGS)
 
-bench: bench-cluster bench-spawn
+bench: bench-cluster bench-spawn bench-workloads
 
 bench-cluster: build
 	$(VPY) benchmarks/bench_cluster.py
 
 bench-spawn: build
 	$(VPY) benchmarks/bench_spawn.py
+
+bench-workloads: build
+	$(VPY) benchmarks/bench_workloads.py
 
 clean: cluster-purge
 	rm -rf $(VENV)

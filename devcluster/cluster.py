@@ -344,6 +344,8 @@ def demo_info(state: State) -> str:
         "kubelab devcluster is up." if st["running"] else "kubelab devcluster is NOT fully up: see `make cluster-status`.",
         "  JupyterHub: http://127.0.0.1:8000  (log in as any user, password 'kubelab'; 'admin' is an admin; "
         "'alice' is in group gpu-users)" if st.get("hub") else "  JupyterHub: not running (python -m devcluster hub-up)",
+        "  try:        in a notebook, `%kubelab info`, `%kubelab schedule create ...`, `%%kubelab train ...`; "
+        "REST API at /user/<you>/kubelab/api/ (spec: .../openapi.yaml)",
         f"  nodes:      {nodes}",
         f"  kubectl:    export KUBECONFIG={state.kubeconfig}; {state.bin / 'kubectl'} get pods -A",
         f"  S3:         source {state.s3_env}   # MinIO on http://127.0.0.1:9000",
