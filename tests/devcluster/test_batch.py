@@ -347,12 +347,12 @@ def test_deleting_a_job_stops_its_running_pods(kubectl, ns):
 
 
 def test_job_over_quota_and_unschedulable_pod_report_why(kubectl, ns):
-    kubectl.apply(textwrap.dedent(f"""
+    kubectl.apply(textwrap.dedent("""
         apiVersion: v1
         kind: ResourceQuota
-        metadata: {{name: no-gpus}}
+        metadata: {name: no-gpus}
         spec:
-          hard: {{requests.nvidia.com/gpu: "0"}}
+          hard: {requests.nvidia.com/gpu: "0"}
     """), ns)
     eventually(lambda: (kubectl.json("-n", ns, "get", "resourcequota", "no-gpus").get("status") or {}).get("hard"),
                60, what="quota status")
