@@ -112,7 +112,10 @@ def test_admission_rejects_other_users_subpath_and_privileged_pods(kubectl, two_
     assert "must not contain '..'" in out or "denied request" in out, out
     pods = kubectl("-n", ns_of(a), "get", "pods", "-o", "name")
     assert not {"pod/steal", "pod/root", "pod/escape"} & set(pods.split()), pods
-    out = kubectl("-n", ns_of(a), "apply", "--dry-run=server", "-f", "-", input=pod("mine", f"users/{a}/data"))
+    # deeper subPaths are refused too: the kubelet follows symlinks inside them (users/a/link -> ../b)
+    out = kubectl("-n", ns_of(a), "apply", "-f", "-", input=pod("deep", f"users/{a}/data"), check=False)
+    assert "denied request" in out, out
+    out = kubectl("-n", ns_of(a), "apply", "--dry-run=server", "-f", "-", input=pod("mine", f"users/{a}"))
     assert "created (server dry run)" in out
 
 
