@@ -29,6 +29,10 @@ _KINDS: dict[str, tuple[str, bool]] = {
     "ValidatingAdmissionPolicyBinding": ("validatingadmissionpolicybindings", False),
     "CustomResourceDefinition": ("customresourcedefinitions", False),
     "PyTorchJob": ("pytorchjobs", True),
+    "Dataset": ("datasets", True),
+    "Model": ("models", True),
+    "ModelVersion": ("modelversions", True),
+    "InferenceService": ("inferenceservices", True),
 }
 
 

@@ -24,8 +24,8 @@ HUB_URL = "http://127.0.0.1:8000"
 HUB_NAMESPACE = "kubelab-system"
 DEPLOY = REPO / "deploy"
 # What devcluster applies from deploy/, in order (server-side apply).
-MANIFESTS = ["namespace.yaml", "rbac/hub-clusterrole.yaml", "admission/user-pod-policy.yaml",
-             "s3fs/daemonset.yaml"]
+MANIFESTS = ["namespace.yaml", "crds/kubelab.io.yaml", "rbac/hub-clusterrole.yaml",
+             "rbac/shared-datasets.yaml", "admission/user-pod-policy.yaml", "s3fs/daemonset.yaml"]
 
 
 class HubError(RuntimeError):

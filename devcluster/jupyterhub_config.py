@@ -34,6 +34,9 @@ c.JupyterHub.load_roles = [{
 c.KubelabSpawner.image = "quay.io/jupyter/base-notebook:2026-11-01"
 c.KubelabSpawner.cmd = ["jupyterhub-singleuser"]
 c.KubelabSpawner.default_url = "/lab"
+# The demo platform accepts scikit-learn's pickle-based models, after the
+# import-allowlist scan (off by default: see ModelService.allow_pickle).
+c.KubelabSpawner.args = ["--ModelService.allow_pickle=True"]
 c.KubelabSpawner.start_timeout = 180
 c.KubelabSpawner.http_timeout = 120
 c.KubelabSpawner.hub_namespace = "kubelab-system"
