@@ -56,14 +56,16 @@ class ModelService(LoggingConfigurable):
         Unicode(),
         config=True,
         help="""
-        Module prefixes a pickle may import when ``allow_pickle`` is on. Empty
-        (the default) uses kubelab's list (numpy, scipy, sklearn, joblib,
-        xgboost, lightgbm and safe builtins); dangerous modules (os,
-        subprocess, builtins.eval, ...) are refused whatever this says.
+        More imports a pickle may make when ``allow_pickle`` is on, added to
+        kubelab's list (numpy, scipy, sklearn, xgboost/lightgbm estimators,
+        joblib's array wrapper, safe builtins). An entry ending in ``.`` allows
+        a module and everything under it; others allow one exact name.
+        Dangerous modules (os, subprocess, builtins.eval, ...) are refused
+        whatever this says.
 
         Example::
 
-            c.ModelService.pickle_allowlist = ["sklearn.", "numpy.", "scipy.", "mycompany.features."]
+            c.ModelService.pickle_allowlist = ["mycompany.features."]
         """,
     )
     validation_timeout = Int(
@@ -220,7 +222,9 @@ class ModelService(LoggingConfigurable):
         kw: dict[str, Any] = {"declared_format": fmt, "allow_pickle": self.allow_pickle,
                               "timeout": self.validation_timeout, "memory_mb": self.validation_memory_mb}
         if self.pickle_allowlist:
-            kw["allowlist"] = list(self.pickle_allowlist)
+            from ..modelcheck import DEFAULT_ALLOWLIST
+
+            kw["allowlist"] = list(DEFAULT_ALLOWLIST) + list(self.pickle_allowlist)
         return validate(staged, **kw).to_dict()
 
     def _store(self, name: str, staged: str, verdict: dict, description: str, tags: tuple[str, ...],

@@ -61,6 +61,12 @@ def main(argv: list[str] | None = None) -> None:
 
     start = time.perf_counter()
     try:
+        if args.format == "sklearn":  # pickle-based: scan again with this image's allowlist before loading
+            from ..modelcheck import scan
+
+            verdict = scan(loaders.model_file(args.format, args.model_dir))
+            if not verdict.safe:
+                raise loaders.LoadError(f"sklearn: refused to load: {verdict.reason}")
         loaded = loaders.load(args.format, args.model_dir)
         if not loaded.servable:
             raise loaders.LoadError(f"{loaded.format}: {loaded.NOT_SERVABLE}")
