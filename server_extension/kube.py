@@ -111,7 +111,10 @@ class KubeClient:
         cont = None
         while True:
             page = self.list(api_version, kind, namespace, limit=500, cont=cont, **kw)
-            out += page.get("items", [])
+            for item in page.get("items", []):  # list items come without their kind: restore it
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                out.append(item)
             cont = page.get("metadata", {}).get("continue")
             if not cont:
                 return out
