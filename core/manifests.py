@@ -78,6 +78,9 @@ USER_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["kubeflow.org"], "resources": ["pytorchjobs"],
      "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
     {"apiGroups": ["kueue.x-k8s.io"], "resources": ["localqueues"], "verbs": ["get", "list", "watch"]},
+    # Model serving through KServe where it is installed.
+    {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
+     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
 ]
 
 

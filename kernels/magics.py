@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import html
 import importlib.util
 import json
 import os
@@ -41,6 +42,11 @@ USAGE = """\
   %kubelab jobs list | show NAME | pending NAME | cancel NAME | delete NAME
   %kubelab jobs submit NAME (--script P | --notebook P | --command CMD ...) [options] [-- ARGS ...]
   %kubelab logs RUN_OR_JOB [-f] [--worker N] [--tail N]
+  %kubelab datasets ls [PREFIX] [--token T] [--page-size N] [-r]   browse users/<you>/ and datasets/, page by page
+  %kubelab datasets show KEY | preview KEY [--rows N] | snippet KEY
+  %kubelab datasets register NAME --uri s3://BUCKET/KEY [--description D] [--tag T ...] [--format F]
+  %kubelab datasets registered [WORDS] [--tag T] [--mine | --shared] | unregister NAME
+  %kubelab datasets upload LOCAL KEY [--overwrite] | download KEY LOCAL [--overwrite] | transfers
 
   %%kubelab train NAME [--group G --size S --gpus N --workers K --image I --env K=V
                         --timeout S --retries N --output-model PATH --no-datasets --param k=v]
@@ -51,10 +57,13 @@ Each command returns the service's dict or list, e.g. runs = %kubelab schedule r
 `%kubelab <command> --help` explains one command.
 """
 
-AREAS = {"schedule": "schedule", "schedules": "schedule", "job": "jobs", "jobs": "jobs"}
+AREAS = {"schedule": "schedule", "schedules": "schedule", "job": "jobs", "jobs": "jobs", "dataset": "datasets",
+         "datasets": "datasets"}
 VERBS = {
     "schedule": ("create", "update", "list", "show", "suspend", "resume", "run", "runs", "delete", "preview"),
     "jobs": ("list", "show", "pending", "cancel", "delete", "submit"),
+    "datasets": ("ls", "show", "preview", "snippet", "register", "registered", "unregister", "upload", "download",
+                 "transfers"),
 }
 FINISHED = views.FINISHED
 
@@ -108,6 +117,119 @@ def _text(chunks: Iterator[bytes]) -> str:
         close = getattr(chunks, "close", None)
         if close:
             close()
+
+
+# -- how dataset results show (registered with the views' renderers) --------------------------------
+D_FORMATS = ("csv", "parquet", "json", "jsonl", "other")
+
+
+def _size(n: Any) -> str:
+    if not isinstance(n, (int, float)):
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def render_dataset_listing(d: dict, title: str) -> tuple[str, str]:
+    rows = [{"name": f["name"], "size": None, "modified": None, "format": "folder"} for f in d.get("folders") or []]
+    rows += [{"name": o["name"], "size": _size(o.get("size")), "modified": o.get("last_modified"),
+              "format": o.get("format")} for o in d.get("objects") or []]
+    head = title or (d.get("prefix") or "your datasets: roots")
+    text, markup = views.table(rows, [("name", lambda r: r["name"]), ("size", lambda r: r["size"]),
+                                      ("modified", lambda r: r["modified"]), ("format", lambda r: r["format"])],
+                               head, "nothing here", status_col=None)
+    if d.get("next_token"):
+        more = f"more: %kubelab datasets ls {d.get('prefix')} --token {d['next_token']}"
+        text += "\n" + more
+        markup += f"<p>{html.escape(more)}</p>"
+    return text, markup
+
+
+def render_dataset_object(d: dict, title: str) -> tuple[str, str]:
+    return views.kv([("uri", d.get("uri")), ("path", d.get("path")), ("size", _size(d.get("size"))),
+                     ("format", d.get("format")), ("etag", d.get("etag")), ("version", d.get("version_id")),
+                     ("content type", d.get("content_type")), ("modified", d.get("last_modified")),
+                     ("writable", d.get("writable"))], title or d.get("key") or "object")
+
+
+def render_dataset_preview(d: dict, title: str) -> tuple[str, str]:
+    cols = [c["name"] for c in d.get("columns") or []]
+    head = title or (f"{d.get('key')}: {d.get('row_count')} of {d.get('total_rows') or 'more'} rows, "
+                     f"{len(cols)} columns (read {_size(d.get('bytes_read'))} of {_size(d.get('size'))} "
+                     f"in {d.get('s3_requests')} requests)")
+    rows = [[views.fmt(r.get(c)) for c in cols] for r in d.get("rows") or []]
+    schema = [[c["name"], c["type"], "yes" if c.get("nullable") else "no"] for c in d.get("columns") or []]
+    stats = d.get("stats") or {}
+    stat_rows = [[c, views.fmt(s.get("count")), views.fmt(s.get("nulls")), views.fmt(s.get("min")),
+                  views.fmt(s.get("max")), views.fmt(s.get("mean")), views.fmt(s.get("distinct"))]
+                 for c, s in stats.items()]
+    stat_head = ["column", "count", "nulls", "min", "max", "mean", "distinct"]
+    text = "\n\n".join([head, views.text_table(rows, cols) if cols else "(no columns)",
+                        "statistics of these rows", views.text_table(stat_rows, stat_head)])
+    markup = (f"<b>{html.escape(head)}</b>" + (views.html_table(rows, cols) if cols else "")
+              + "<details><summary>schema and statistics</summary>"
+              + views.html_table(schema, ["column", "type", "nullable"])
+              + views.html_table(stat_rows, stat_head) + "</details>")
+    return text, markup
+
+
+def render_dataset_snippet(d: dict, title: str) -> tuple[str, str]:
+    head = title or f"use {d.get('key')} in a notebook"
+    parts = [f"path: {d.get('path') or '- (not under a mount)'}", f"uri:  {d.get('uri')}"]
+    blocks = [(k, v) for k, v in (d.get("code") or {}).items()]
+    text = "\n".join([head, *parts] + [f"\n# {k}\n{v.rstrip()}" for k, v in blocks])
+    markup = (f"<b>{html.escape(head)}</b><br>" + "<br>".join(html.escape(p) for p in parts)
+              + "".join(f"<p>{html.escape(k)}:</p><pre>{html.escape(v)}</pre>" for k, v in blocks))
+    return text, markup
+
+
+def render_datasets(items: list, title: str) -> tuple[str, str]:
+    return views.table(items, [
+        ("name", lambda x: x.get("name")), ("shared", lambda x: x.get("shared")),
+        ("format", lambda x: x.get("format")), ("location", lambda x: x.get("uri")),
+        ("size", lambda x: _size(x.get("bytes")) if x.get("bytes") is not None else None),
+        ("tags", lambda x: x.get("tags")), ("owner", lambda x: x.get("owner")),
+        ("description", lambda x: (x.get("description") or "")[:80]),
+    ], title or "registered datasets", "none yet (register one with %kubelab datasets register)", status_col=None)
+
+
+def render_dataset(x: dict, title: str) -> tuple[str, str]:
+    return views.kv([
+        ("name", x.get("display_name") or x.get("name")), ("shared", x.get("shared")),
+        ("description", x.get("description")), ("owner", x.get("owner")), ("tags", x.get("tags")),
+        ("format", x.get("format")), ("location", x.get("uri")), ("etag", x.get("etag")),
+        ("version", x.get("version_id")), ("objects", x.get("objects")),
+        ("size", _size(x.get("bytes")) if x.get("bytes") is not None else None),
+        ("schema", [f"{c['name']}: {c['type']}" for c in x.get("schema") or []]), ("created", x.get("created")),
+    ], title or f"dataset {x.get('name')}", status_key="")
+
+
+def render_transfer(t: dict, title: str) -> tuple[str, str]:
+    return views.kv([
+        ("status", t.get("status")), ("direction", t.get("direction")), ("path", t.get("path")),
+        ("uri", t.get("uri")), ("progress", f"{t.get('percent', 0):g}% of {_size(t.get('bytes_total'))}"),
+        ("multipart", t.get("multipart")), ("etag", t.get("etag")), ("error", t.get("error")),
+        ("seconds", t.get("seconds")),
+    ], title or f"transfer {t.get('id')}", status_key="")
+
+
+def render_transfers(items: list, title: str) -> tuple[str, str]:
+    return views.table(items, [
+        ("id", lambda t: t.get("id")), ("status", lambda t: t.get("status")),
+        ("direction", lambda t: t.get("direction")), ("path", lambda t: t.get("path")),
+        ("uri", lambda t: t.get("uri")), ("progress", lambda t: f"{t.get('percent', 0):g}%"),
+        ("error", lambda t: t.get("error")),
+    ], title or "transfers", "none yet (%kubelab datasets upload / download)", status_col=None)
+
+
+for _view, _render in (("dataset-listing", render_dataset_listing), ("dataset-object", render_dataset_object),
+                       ("dataset-preview", render_dataset_preview), ("dataset-snippet", render_dataset_snippet),
+                       ("datasets", render_datasets), ("dataset", render_dataset), ("transfer", render_transfer),
+                       ("transfers", render_transfers)):
+    views.RENDERERS.setdefault(_view, _render)
 
 
 def training_options(func: Callable) -> Callable:
@@ -283,7 +405,7 @@ class KubelabMagics(Magics, Configurable):
             return self._run(f"_{head}", head, rest)
         area = AREAS.get(head)
         if area is None:
-            raise KubelabUsage(f"unknown command {head!r}: use info, schedule, jobs, logs or train "
+            raise KubelabUsage(f"unknown command {head!r}: use info, schedule, jobs, datasets, logs or train "
                                "(%kubelab help lists them)")
         if not rest or rest[0] in ("-h", "--help", "help"):
             if rest:
@@ -560,6 +682,154 @@ class KubelabMagics(Magics, Configurable):
         """Delete a job, its pods and its record."""
         self.services.jobs.delete(a.name)
         return views.result({"name": a.name, "deleted": True, "message": f"job {a.name!r} deleted"}, "message")
+
+    # -- datasets ---------------------------------------------------------------------------------
+    @magic_arguments(name="kubelab datasets ls")
+    @argument("prefix", nargs="?", default="", metavar="PREFIX",
+              help="under users/<you>/ or datasets/ (or an s3:// URL); default: those two roots")
+    @argument("--token", metavar="T", help="the next_token of the previous page")
+    @argument("--page-size", type=int, metavar="N", help="entries per page (default 100)")
+    @argument("-r", "--recursive", action="store_true", help="every object under the prefix, no folders")
+    def _datasets_ls(self, a) -> Any:
+        """One page of the folders and objects under a prefix; --token gives the next page."""
+        page = self.services.datasets.browse(a.prefix, a.token, a.page_size, a.recursive)
+        return views.result(page, "dataset-listing")
+
+    @magic_arguments(name="kubelab datasets show")
+    @argument("key", metavar="KEY", help="an object's key (or s3:// URL)")
+    def _datasets_show(self, a) -> Any:
+        """One object: size, ETag, where it is mounted, its s3:// URL."""
+        return views.result(self.services.datasets.object(a.key), "dataset-object")
+
+    @magic_arguments(name="kubelab datasets preview")
+    @argument("key", metavar="KEY", help="a CSV, Parquet or JSON object's key (or s3:// URL)")
+    @argument("--rows", type=int, metavar="N", help="how many rows (default 20)")
+    def _datasets_preview(self, a) -> Any:
+        """Schema, first rows and column statistics, read from byte ranges of the object."""
+        return views.result(self.services.datasets.preview(a.key, a.rows), "dataset-preview")
+
+    @magic_arguments(name="kubelab datasets snippet")
+    @argument("key", metavar="KEY", help="an object's key, or a folder's (ending in /)")
+    def _datasets_snippet(self, a) -> Any:
+        """How to read it in a notebook: its path under ~ or ~/datasets, its s3:// URL, and code."""
+        return views.result(self.services.datasets.snippet(a.key), "dataset-snippet")
+
+    @magic_arguments(name="kubelab datasets register")
+    @argument("name", help="dataset name (lowercase letters, digits, '-')")
+    @argument("--uri", required=True, metavar="URI", help="s3://<bucket>/<key> (a folder ends in /)")
+    @argument("--description", metavar="TEXT")
+    @argument("--display-name", metavar="TEXT")
+    @argument("--owner", metavar="WHO", help="default: you")
+    @argument("--tag", action="append", metavar="TAG", help="a tag (repeatable, or a,b,c)")
+    @argument("--format", choices=D_FORMATS, help="default: from the extension")
+    @argument("--etag", metavar="E", help="the ETag the object must have (pins its version)")
+    def _datasets_register(self, a) -> Any:
+        """Register a dataset (a Dataset object in your namespace), its version pinned by ETag."""
+        req: dict[str, Any] = {"name": a.name, "uri": a.uri}
+        for field, value in (("description", a.description), ("display_name", a.display_name),
+                             ("owner", a.owner), ("format", a.format), ("etag", a.etag)):
+            if value is not None:
+                req[field] = value
+        if a.tag:
+            req["tags"] = [t.strip() for item in a.tag for t in item.split(",") if t.strip()]
+        d = self.services.datasets.register(req)
+        return views.result(d, "dataset", f"dataset {d['name']} registered")
+
+    @magic_arguments(name="kubelab datasets registered")
+    @argument("query", nargs="*", metavar="WORDS", help="words to search for in the metadata")
+    @argument("--tag", metavar="TAG", help="only datasets with this tag")
+    @argument("--mine", action="store_true", help="only yours")
+    @argument("--shared", action="store_true", help="only the shared ones")
+    def _datasets_registered(self, a) -> Any:
+        """Your registered datasets and the shared ones (searched by words and a tag)."""
+        if a.mine and a.shared:
+            raise KubelabUsage("datasets registered: give --mine or --shared, not both")
+        scope = "mine" if a.mine else "shared" if a.shared else "all"
+        out = self.services.datasets.registered(" ".join(a.query) or None, a.tag, scope)
+        for warning in out.get("warnings") or []:
+            print(f"kubelab: {warning}", file=sys.stderr, flush=True)
+        return views.result(out["datasets"], "datasets")
+
+    @magic_arguments(name="kubelab datasets unregister")
+    @argument("name")
+    def _datasets_unregister(self, a) -> Any:
+        """Delete your record of a dataset (the data stays)."""
+        self.services.datasets.unregister(a.name)
+        return views.result({"name": a.name, "deleted": True, "message": f"dataset {a.name!r} unregistered"},
+                            "message")
+
+    @magic_arguments(name="kubelab datasets upload")
+    @argument("local", metavar="LOCAL", help="a file in your home (relative to this notebook's folder)")
+    @argument("key", metavar="KEY", help="where in S3: users/<you>/... (ending in / keeps the file's name)")
+    @argument("--overwrite", action="store_true", help="replace an existing object")
+    def _datasets_upload(self, a) -> Any:
+        """Upload a home file to S3 (multipart for large files), showing its progress."""
+        return self._transfer({"direction": "upload", "path": self._home_path(a.local), "key": a.key,
+                               "overwrite": a.overwrite})
+
+    @magic_arguments(name="kubelab datasets download")
+    @argument("key", metavar="KEY", help="an object under users/<you>/ or datasets/ (or an s3:// URL)")
+    @argument("local", metavar="LOCAL", help="where in your home (a folder keeps the object's name)")
+    @argument("--overwrite", action="store_true", help="replace an existing file")
+    def _datasets_download(self, a) -> Any:
+        """Download an object into your home, showing its progress."""
+        local = self._home_path(a.local)
+        if local in (".", "./"):
+            local = a.key.rstrip("/").rsplit("/", 1)[-1]
+        elif a.local.endswith("/") and local and not local.endswith("/"):
+            local += "/"
+        return self._transfer({"direction": "download", "path": local, "key": a.key, "overwrite": a.overwrite})
+
+    @magic_arguments(name="kubelab datasets transfers")
+    def _datasets_transfers(self, a) -> Any:
+        """This kernel's recent uploads and downloads."""
+        return views.result(self.services.datasets.transfers(), "transfers")
+
+    def _transfer(self, req: dict) -> Any:
+        """Start a transfer and wait for it, with a progress bar (or lines); its final state."""
+        from kubelab.server_extension.services.errors import ServiceError
+
+        ds = self.services.datasets
+        t = ds.start_transfer(req)
+        verb = "upload" if t["direction"] == "upload" else "download"
+        what = f"{t['path']} -> {t['uri']}" if verb == "upload" else f"{t['uri']} -> {t['path']}"
+        show = self._transfer_progress(verb, what)
+        try:
+            t = ds.wait_transfer(t["id"], None, max(0.1, min(0.5, self.poll_interval)), show)
+        except KeyboardInterrupt:
+            print(f"\nkubelab: stopped waiting; the {verb} goes on (%kubelab datasets transfers)", flush=True)
+            return views.result(ds.transfer(t["id"]), "transfer")
+        if t["status"] != "succeeded":
+            raise ServiceError(f"{verb} of {what} failed: {t.get('error') or 'unknown error'}")
+        return views.result(t, "transfer", f"{verb}ed {what}")
+
+    def _transfer_progress(self, verb: str, what: str) -> Callable[[dict], None]:
+        if self._widgets():
+            import ipywidgets as w
+            from IPython.display import display
+
+            bar = w.FloatProgress(value=0, min=0, max=100, bar_style="info",
+                                  layout=w.Layout(width="16em", margin="2px 10px 2px 0"))
+            label = w.HTML()
+            display(w.HBox([bar, label]))
+
+            def update(t: dict) -> None:
+                bar.value = t["percent"]
+                if t["status"] in ("succeeded", "failed"):
+                    bar.bar_style = "success" if t["status"] == "succeeded" else "danger"
+                label.value = (f"{verb} {html.escape(what)}: {t['percent']:g}% of "
+                               f"{_size(t['bytes_total'])} ({t['status']})")
+            return update
+        state = {"last": -1.0, "at": 0.0}
+
+        def lines(t: dict) -> None:
+            now = time.monotonic()
+            if t["status"] in ("succeeded", "failed") or (t["percent"] != state["last"]
+                                                          and now - state["at"] >= self.poll_interval):
+                if t["status"] != "failed":
+                    print(f"kubelab: {verb} {what}: {t['percent']:g}% of {_size(t['bytes_total'])}", flush=True)
+                state["last"], state["at"] = t["percent"], now
+        return lines
 
     # -- logs -------------------------------------------------------------------------------------
     def _resolve(self, name: str) -> tuple[str, str | None]:

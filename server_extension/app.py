@@ -4,8 +4,15 @@ from __future__ import annotations
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool
 
+from .datasets_handlers import DATASET_HANDLERS
 from .handlers import HANDLERS
+from .models_handlers import MODEL_HANDLERS
 from .services import Services
+
+
+def all_handlers() -> list[tuple[str, type]]:
+    """Every REST route of the extension (the spec test checks them against openapi.yaml)."""
+    return HANDLERS + MODEL_HANDLERS + DATASET_HANDLERS
 
 
 class KubelabApp(ExtensionApp):
@@ -40,4 +47,4 @@ class KubelabApp(ExtensionApp):
             self.serverapp.contents_manager.allow_hidden = True
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(HANDLERS)
+        self.handlers.extend(all_handlers())

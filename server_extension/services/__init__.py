@@ -9,13 +9,16 @@ from dataclasses import dataclass
 
 from traitlets.config import Config
 
+from .datasets import DatasetService
 from .errors import BadRequest, Conflict, Forbidden, NotFound, ServiceError, Unavailable
 from .jobs import JobService
+from .models import ModelService
 from .schedules import ScheduleService
+from .serving import ServingService
 from .workspace import Workspace
 
 __all__ = ["Services", "BadRequest", "Conflict", "Forbidden", "NotFound", "ServiceError", "Unavailable",
-           "Workspace", "ScheduleService", "JobService"]
+           "Workspace", "ScheduleService", "JobService", "ModelService", "ServingService", "DatasetService"]
 
 
 @dataclass
@@ -23,6 +26,9 @@ class Services:
     workspace: Workspace
     schedules: ScheduleService
     jobs: JobService
+    models: ModelService
+    serving: ServingService
+    datasets: DatasetService
 
     @classmethod
     def create(cls, config: Config | None = None, log=None) -> "Services":
@@ -30,7 +36,10 @@ class Services:
         if log is not None:
             kw["log"] = log
         ws = Workspace(**kw)
-        return cls(workspace=ws, schedules=ScheduleService(workspace=ws, **kw), jobs=JobService(workspace=ws, **kw))
+        models = ModelService(workspace=ws, **kw)
+        return cls(workspace=ws, schedules=ScheduleService(workspace=ws, **kw), jobs=JobService(workspace=ws, **kw),
+                   models=models, serving=ServingService(workspace=ws, models=models, **kw),
+                   datasets=DatasetService(workspace=ws, **kw))
 
     def info(self) -> dict:
         """Who and where: the user, namespace and the resource groups they may use."""

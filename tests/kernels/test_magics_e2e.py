@@ -183,3 +183,118 @@ print("DELETED", d["deleted"])
     finally:
         for path in ("schedules/mg-yearly", "jobs/mg-sleep"):
             alice.api("DELETE", path)
+
+
+# -- datasets --------------------------------------------------------------------------------------
+MG_DATA = "datasets/mgtest/"
+
+
+@pytest.fixture(scope="module")
+def mg_datasets(s3_env) -> str:
+    """A few shared files under datasets/mgtest/, written with the platform's S3 credentials."""
+    import io
+
+    import boto3
+    import pandas as pd
+
+    client = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"])
+    bucket = s3_env["KUBELAB_S3_BUCKET"]
+    df = pd.DataFrame({"id": range(100), "score": [i / 4 for i in range(100)],
+                       "team": [["red", "blue"][i % 2] for i in range(100)]})
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False, row_group_size=25)
+    client.put_object(Bucket=bucket, Key=MG_DATA + "scores.parquet", Body=buf.getvalue())
+    client.put_object(Bucket=bucket, Key=MG_DATA + "scores.csv", Body=df.to_csv(index=False).encode())
+    return bucket
+
+
+def test_datasets_ls_preview_and_snippet(alice, mg_datasets):
+    out = alice.execute(f"""
+page = %kubelab datasets ls {MG_DATA} --page-size 1
+print("PAGE", [o["name"] for o in page["objects"]], page["s3_requests"], bool(page["next_token"]))
+nxt = %kubelab datasets ls {MG_DATA} --page-size 1 --token {{page["next_token"]}}
+print("NEXT", [o["name"] for o in nxt["objects"]], nxt["next_token"])
+roots = %kubelab datasets ls
+print("ROOTS", [f["prefix"] for f in roots["folders"]])
+p = %kubelab datasets preview {MG_DATA}scores.parquet --rows 3
+print("PREVIEW", p["row_count"], p["total_rows"], [c["name"] for c in p["columns"]], p["rows"][2])
+print("STATS", p["file_stats"]["score"], p["stats"]["id"]["max"])
+c = %kubelab datasets preview s3://{mg_datasets}/{MG_DATA}scores.csv
+print("CSV", c["row_count"], c["columns"][2])
+o = %kubelab datasets show {MG_DATA}scores.csv
+print("SHOW", o["path"], o["writable"])
+sn = %kubelab datasets snippet {MG_DATA}scores.csv
+exec(sn["code"]["path"])
+print("SNIPPET", sn["uri"], df.shape, df["score"].sum())
+""")
+    assert "PAGE ['scores.csv'] 1 True" in out, out
+    assert "NEXT ['scores.parquet'] None" in out, out
+    assert f"ROOTS ['users/{alice.name}/', 'datasets/']" in out, out
+    assert ("PREVIEW 3 100 ['id', 'score', 'team'] {'id': 2, 'score': 0.5, 'team': 'red'}") in out, out
+    assert "STATS {'nulls': 0, 'min': 0.0, 'max': 24.75} 2" in out, out
+    assert "CSV 20 {'name': 'team', 'type': 'string', 'nullable': True}" in out, out
+    assert f"SHOW /home/jovyan/{MG_DATA}scores.csv False" in out, out
+    assert f"SNIPPET s3://{mg_datasets}/{MG_DATA}scores.csv (100, 3) 1237.5" in out, out
+    assert not kubelab_lines(out), out
+
+
+def test_datasets_register_upload_and_download(alice, mg_datasets, kubectl):
+    name, me = "mg-scores", f"users/{alice.name}/mg/"
+    out = alice.execute(f"""
+import hashlib, os
+%kubelab datasets unregister {name}
+os.makedirs("/home/jovyan/mg", exist_ok=True)
+data = os.urandom(3 * 1024 * 1024 + 7)
+with open("/home/jovyan/mg/blob.bin", "wb") as f:
+    f.write(data)
+d = %kubelab datasets register {name} --uri s3://{mg_datasets}/{MG_DATA}scores.parquet --description "magic scores" --tag mg --tag demo
+print("REGISTERED", d["name"], d["tags"], bool(d["etag"]), [c["name"] for c in d["schema"]])
+found = %kubelab datasets registered magic scores
+print("FOUND", [x["name"] for x in found])
+up = %kubelab datasets upload mg/blob.bin {me} --overwrite
+print("UP", up["status"], up["percent"], up["key"], up["bytes_done"] == len(data))
+down = %kubelab datasets download {me}blob.bin mg/back.bin --overwrite
+print("DOWN", down["status"], down["percent"], down["path"])
+print("SAME", hashlib.md5(open("/home/jovyan/mg/back.bin", "rb").read()).hexdigest() == hashlib.md5(data).hexdigest())
+ts = %kubelab datasets transfers
+print("TRANSFERS", [t["direction"] for t in ts][:2])
+""", timeout=300)
+    try:
+        assert f"REGISTERED {name} ['mg', 'demo'] True ['id', 'score', 'team']" in out, out
+        assert f"FOUND ['{name}']" in out, out
+        assert f"UP succeeded 100.0 {me}blob.bin True" in out, out
+        assert "DOWN succeeded 100.0 mg/back.bin" in out, out
+        assert "SAME True" in out and "TRANSFERS ['download', 'upload']" in out, out
+        cr = kubectl.json("-n", alice.namespace, "get", "dataset", name)
+        assert cr["spec"]["location"]["uri"] == f"s3://{mg_datasets}/{MG_DATA}scores.parquet"
+    finally:
+        out = alice.execute(f"r = %kubelab datasets unregister {name}\nprint('GONE', r['deleted'])\n"
+                            "import os\nfor f in ('blob.bin', 'back.bin'):\n"
+                            "    if os.path.exists('/home/jovyan/mg/' + f): os.remove('/home/jovyan/mg/' + f)\n")
+        assert "GONE True" in out, out
+
+
+def test_datasets_mistakes_are_one_line(alice, mg_datasets):
+    alice.put_file("mg/ok.ipynb", notebook("print(1)"))
+    out = alice.execute(f"""
+%kubelab datasets ls users/someone-else/
+%kubelab datasets preview {MG_DATA}nope.csv
+%kubelab datasets register Bad_Name --uri s3://{mg_datasets}/{MG_DATA}scores.csv
+%kubelab datasets frobnicate
+%kubelab datasets preview {MG_DATA}scores.csv --rows 100000
+r = %kubelab datasets upload nothing-here.bin users/{alice.name}/x.bin
+%kubelab datasets upload /home/jovyan/mg/ok.ipynb {MG_DATA}evil.ipynb
+print("RESULT", r)
+""")
+    lines = kubelab_lines(out)
+    assert len(lines) == 7, out
+    assert "outside what you may see" in lines[0], lines[0]
+    assert "does not exist" in lines[1], lines[1]
+    assert "dataset name 'Bad_Name' is invalid" in lines[2], lines[2]
+    assert lines[3].startswith("kubelab: unknown datasets command 'frobnicate'"), lines[3]
+    assert "at most" in lines[4] and "rows" in lines[4], lines[4]
+    assert "not a file in your home" in lines[5], lines[5]
+    assert "read-only" in lines[6], lines[6]
+    assert "RESULT None" in out and "Traceback" not in out, out

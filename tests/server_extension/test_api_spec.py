@@ -24,8 +24,10 @@ from traitlets.config import Config
 
 import kubelab
 from kubelab.core import resource_groups as rg
+from kubelab.core import models as M
 from kubelab.core import workloads as W
 from kubelab.core.settings import WorkspaceSettings
+from kubelab.server_extension import app as extension_app
 from kubelab.server_extension import handlers
 from kubelab.server_extension.services import Services
 from kubelab.server_extension.services.workspace import event_view
@@ -34,7 +36,10 @@ SPEC_FILE = Path(handlers.SPEC_PATH)
 SPEC = yaml.safe_load(SPEC_FILE.read_text())
 API_PREFIX = "/" + handlers.API
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-SAMPLE_PATH_ARGS = {"name": "demo", "run": "demo-1700000000"}
+SAMPLE_PATH_ARGS = {"name": "demo", "run": "demo-1700000000", "version": "1", "alias": "production"}
+# The longest name each kind of object may have (path parameter maxLength).
+NAME_LIMITS = {"schedules": W.MAX_SCHEDULE_NAME, "jobs": W.MAX_JOB_NAME, "models": M.MAX_MODEL_NAME,
+               "services": 63, "datasets": 52}
 JSON = "application/json"
 
 # pytest-jupyter's fixtures (jp_serverapp, jp_fetch, ...) for this module only. A
@@ -53,7 +58,7 @@ def spec_operations() -> set[tuple[str, str]]:
 def route_operations() -> set[tuple[str, str]]:
     """(spec path, method) of every handler method in the route table."""
     ops = set()
-    for pattern, cls in handlers.HANDLERS:
+    for pattern, cls in extension_app.all_handlers():
         assert pattern.startswith(API_PREFIX + "/"), pattern
         path = re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"{\1}", pattern[len(API_PREFIX):]).replace("\\.", ".")
         assert re.fullmatch(r"[/\w.{}-]+", path), f"route {pattern!r} has a regex the spec test cannot map"
@@ -147,7 +152,7 @@ def test_every_route_is_documented_and_every_documented_operation_is_served():
     routes, documented = route_operations(), spec_operations()
     assert routes - documented == set(), "handlers without a spec entry: document them in openapi.yaml"
     assert documented - routes == set(), "spec entries without a handler"
-    for pattern, _cls in handlers.HANDLERS:  # one spec path per route
+    for pattern, _cls in extension_app.all_handlers():  # one spec path per route
         path = re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"{\1}", pattern[len(API_PREFIX):]).replace("\\.", ".")
         assert path in SPEC["paths"]
 
@@ -175,8 +180,15 @@ def test_every_operation_documents_auth_errors_and_its_parameters():
             for p in params:
                 if p["in"] == "path":
                     s = deref(p["schema"])
+                    if p["name"] == "version":  # a number, v<N> or an alias
+                        assert s["maxLength"] == 31, where
+                        continue
+                    if p["name"] == "alias":
+                        assert s["pattern"] == M.ALIAS.pattern, where
+                        continue
                     assert s["pattern"] == "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", where
-                    assert s["maxLength"] == (63 if p["name"] == "run" else W.MAX_SCHEDULE_NAME), where
+                    limit = 63 if p["name"] == "run" else NAME_LIMITS[path.split("/")[1]]
+                    assert s["maxLength"] == limit, where
             if method in ("post", "patch") and "requestBody" in op:
                 assert JSON in op["requestBody"]["content"], where
 

@@ -42,16 +42,32 @@ spec:
       storage: true
       schema:
         openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: inferenceservices.serving.kserve.io}
+spec:
+  group: serving.kserve.io
+  scope: Namespaced
+  names: {kind: InferenceService, plural: inferenceservices, singular: inferenceservice, listKind: InferenceServiceList}
+  versions:
+    - name: v1beta1
+      served: true
+      storage: true
+      subresources: {status: {}}
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
 """
+CRD_NAMES = ("pytorchjobs.kubeflow.org", "localqueues.kueue.x-k8s.io", "inferenceservices.serving.kserve.io")
 
 
 @pytest.fixture
 def operators(kubectl):
     kubectl.apply(CRDS)
-    for crd in ("pytorchjobs.kubeflow.org", "localqueues.kueue.x-k8s.io"):
+    for crd in CRD_NAMES:
         kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     yield
-    kubectl("delete", "crd", "pytorchjobs.kubeflow.org", "localqueues.kueue.x-k8s.io", "--wait=true")
+    kubectl("delete", "crd", *CRD_NAMES, "--wait=true")
 
 
 def test_pytorchjob_and_kueue_label_when_installed(alice, kubectl, operators):
@@ -76,3 +92,32 @@ def test_pytorchjob_and_kueue_label_when_installed(alice, kubectl, operators):
     alice.ok("DELETE", "jobs/ptj", 204)
     alice.ok("DELETE", "jobs/queued", 204)
     assert "ptj" not in kubectl("get", "pytorchjobs.kubeflow.org", "-n", alice.namespace, "-o", "name")
+
+
+def test_models_deploy_as_kserve_inference_services_when_installed(alice, kubectl, operators):
+    alice.execute("""
+import os, numpy as np
+from sklearn.linear_model import LogisticRegression
+from skl2onnx import to_onnx
+X = np.random.RandomState(0).rand(20, 3).astype(np.float32); y = (X[:, 0] > 0.5).astype(int)
+os.makedirs("models/ks", exist_ok=True)
+open("models/ks/model.onnx", "wb").write(to_onnx(LogisticRegression().fit(X, y), X[:1]).SerializeToString())
+""")
+    alice.api("DELETE", "services/ks")
+    alice.api("DELETE", "models/ks")
+    v = alice.ok("POST", "models", 201, json={"name": "ks", "path": "models/ks"})
+
+    def deployed():
+        r = alice.api("POST", "services", json={"name": "ks", "model": "ks"})
+        assert r.status_code == 201, r.text
+        return r.json()
+    svc = eventually(deployed, 60, 2, what="InferenceService accepted")
+    assert svc["kind"] == "InferenceService" and svc["version"] == 1
+    isvc = kubectl.json("get", "inferenceservices.serving.kserve.io", "ks", "-n", alice.namespace)
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["modelFormat"]["name"] == "onnx" and model["storageUri"] == v["artifact"]["uri"]
+    assert model["protocolVersion"] == "v2"
+    assert "ks" in [s["name"] for s in alice.ok("GET", "services")["services"]]
+    assert kubectl("get", "deployments", "-n", alice.namespace, "-o", "name").count("deployment.apps/ks") == 0
+    alice.ok("DELETE", "services/ks", 204)
+    alice.ok("DELETE", "models/ks", 204)
