@@ -36,6 +36,7 @@ MAX_SCHEDULE_NAME = 52  # the CronJob controller appends -<minutes> to Job names
 MAX_JOB_NAME = 52       # pods of an Indexed Job are <job>-<index>-<suffix>
 MASTER_PORT = 29500
 STATE_DIR = ".kubelab"
+RUNTIME_DIR = "/tmp/jupyter-runtime"  # kernels' connection files: private files the S3 home cannot hold
 CONCURRENCY_POLICIES = ("Forbid", "Allow", "Replace")
 
 
@@ -299,7 +300,7 @@ def pod_spec(settings: WorkspaceSettings, container: dict[str, Any], compute: Co
     if datasets:
         mounts.append({"name": "kubelab-s3", "mountPath": settings.datasets_path,
                        "subPath": settings.datasets_subpath, "readOnly": True})
-    env = [{"name": "HOME", "value": settings.home_path},
+    env = [{"name": "HOME", "value": settings.home_path}, {"name": "JUPYTER_RUNTIME_DIR", "value": RUNTIME_DIR},
            {"name": "KUBELAB_NAMESPACE", "value": settings.namespace},
            {"name": "KUBELAB_RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}}},
            {"name": "KUBELAB_RESOURCE_GROUP", "value": compute.group.name}]

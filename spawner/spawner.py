@@ -23,6 +23,7 @@ from kubelab.core import resource_groups as rg
 from kubelab.core.s3layout import DATASETS_PREFIX, user_prefix
 from kubelab.core.settings import ENV_VAR as SETTINGS_ENV
 from kubelab.core.settings import WorkspaceSettings
+from kubelab.core.workloads import RUNTIME_DIR
 from kubelab.core.spawn_options import ForbiddenGroup, OptionsError, SpawnChoice, resolve
 
 from . import approvals, capacity
@@ -485,6 +486,8 @@ class KubelabSpawner(KubeSpawner):
         main.env = list(main.env or []) + [
             {"name": SETTINGS_ENV, "value": self.workspace_settings(group, main).to_json()},
             {"name": "KUBELAB_NAMESPACE", "value": self.namespace},
+            # Jupyter's runtime files must be private (0600), which the S3-backed home cannot do.
+            {"name": "JUPYTER_RUNTIME_DIR", "value": RUNTIME_DIR},
             {"name": "KUBELAB_RESOURCE_GROUP", "value": group.name},
             {"name": "KUBELAB_S3_PREFIX", "value": user_prefix(self.user.name)},
         ]
