@@ -1,4 +1,4 @@
-"""``%kubelab`` / ``%%kubelab``: schedules, training jobs and logs from a notebook.
+"""``%kubelab`` / ``%%kubelab``: schedules, training jobs, datasets, models and serving from a notebook.
 
 A thin shell over the service layer (``kubelab.server_extension.services``),
 like the REST handlers: each command parses its options with IPython's
@@ -29,7 +29,7 @@ from traitlets.config import Configurable
 from . import views
 
 USAGE = """\
-%kubelab: schedules, training jobs and logs in your kubelab namespace.
+%kubelab: schedules, training jobs, datasets, models and inference services in your kubelab namespace.
 
   %kubelab info                                 who and where: user, namespace, resource groups
   %kubelab schedule create NAME --notebook PATH --cron "0 6 * * *" [--tz Europe/Berlin]
@@ -47,24 +47,34 @@ USAGE = """\
   %kubelab datasets register NAME --uri s3://BUCKET/KEY [--description D] [--tag T ...] [--format F]
   %kubelab datasets registered [WORDS] [--tag T] [--mine | --shared] | unregister NAME
   %kubelab datasets upload LOCAL KEY [--overwrite] | download KEY LOCAL [--overwrite] | transfers
+  %kubelab models list | show NAME | version NAME REF | alias NAME ALIAS REF | unalias NAME ALIAS | delete NAME
+  %kubelab models register NAME (--path P | --uri s3://BUCKET/KEY) [--format F] [--description D]
+           [--tag T ...] [--metric accuracy=0.97 ...] [--lineage dataset=iris ...] [--alias staging ...]
+  %kubelab serve NAME --model M [--version REF] [--group G --size S --gpus N --replicas R]   (live status)
+  %kubelab serve list | status NAME | update NAME [--version REF --replicas N ...] | rollback NAME | delete NAME
+  %kubelab predict NAME DATA      DATA: a Python expression (rows, a numpy array, a DataFrame), e.g. X_test[:5]
 
   %%kubelab train NAME [--group G --size S --gpus N --workers K --image I --env K=V
                         --timeout S --retries N --output-model PATH --no-datasets --param k=v]
   <the cell's code runs as the training job's main.py>
 
 --param values are JSON when they parse (0.5, true, [1, 2], "text"), else strings.
-Each command returns the service's dict or list, e.g. runs = %kubelab schedule runs nightly.
+REF is a version (3 or v3) or an alias (production).
+Each command returns the service's dict or list, e.g. runs = %kubelab schedule runs nightly;
+%kubelab predict returns the model's outputs, e.g. out = %kubelab predict iris X_test[:5].
 `%kubelab <command> --help` explains one command.
 """
 
 AREAS = {"schedule": "schedule", "schedules": "schedule", "job": "jobs", "jobs": "jobs", "dataset": "datasets",
-         "datasets": "datasets"}
+         "datasets": "datasets", "model": "models", "models": "models"}
 VERBS = {
     "schedule": ("create", "update", "list", "show", "suspend", "resume", "run", "runs", "delete", "preview"),
     "jobs": ("list", "show", "pending", "cancel", "delete", "submit"),
     "datasets": ("ls", "show", "preview", "snippet", "register", "registered", "unregister", "upload", "download",
                  "transfers"),
+    "models": ("list", "show", "version", "register", "alias", "unalias", "delete"),
 }
+SERVE_VERBS = ("list", "status", "update", "rollback", "delete")  # anything else: serve NAME --model M
 FINISHED = views.FINISHED
 
 
@@ -110,6 +120,11 @@ def duration(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 3600, 90s, 30m, 2h, 1d)") from None
 
 
+def _split_list(items: list[str]) -> list[str]:
+    """Repeated options, each maybe ``a,b,c``."""
+    return [t.strip() for item in items for t in item.split(",") if t.strip()]
+
+
 def _text(chunks: Iterator[bytes]) -> str:
     try:
         return b"".join(chunks).decode("utf-8", "replace")
@@ -119,117 +134,73 @@ def _text(chunks: Iterator[bytes]) -> str:
             close()
 
 
-# -- how dataset results show (registered with the views' renderers) --------------------------------
+# -- predict: DATA as the service wants it ----------------------------------------------------------
+def plain(value: Any) -> Any:
+    """JSON-ready: tuples as lists, numpy scalars as Python numbers."""
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if hasattr(value, "dtype") and hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return value.item()
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # arrays, Series, tensors
+        return plain(value.tolist())
+    return value
+
+
+def predict_body(value: Any) -> tuple[dict, int]:
+    """The body of a prediction and how many rows it has, from what DATA evaluated to: rows
+    (a list of lists, or one row), a numpy array, a pandas (or polars) DataFrame or Series,
+    ``{"data": rows}``, or a V2 request ``{"inputs": [...]}`` (sent as is)."""
+    if isinstance(value, dict):
+        if "inputs" in value and "data" not in value:
+            body = plain(value)
+            shape = ((body.get("inputs") or [{}])[0] or {}).get("shape") if isinstance(body.get("inputs"), list) \
+                else None
+            return body, (shape[0] if isinstance(shape, list) and shape and isinstance(shape[0], int) else 0)
+        if set(value) != {"data"}:
+            raise KubelabUsage("predict: DATA is a dict; give rows (a list, numpy array or DataFrame), "
+                               "{'data': rows} or a V2 request {'inputs': [...]}")
+        value = value["data"]
+    if hasattr(value, "to_numpy") and hasattr(value, "columns"):  # a DataFrame
+        value = value.to_numpy()
+    rows = plain(value)
+    if isinstance(rows, (str, bytes)) or not isinstance(rows, list):
+        raise KubelabUsage(f"predict: DATA must be rows: a list of lists, a numpy array or a pandas DataFrame "
+                           f"(not {type(value).__name__})")
+    if not rows:
+        raise KubelabUsage("predict: DATA has no rows")
+    if not isinstance(rows[0], list):
+        rows = [rows]  # one row
+    if any(not isinstance(r, list) for r in rows):
+        raise KubelabUsage("predict: DATA mixes rows and single values; give a list of rows")
+    if any(isinstance(x, (list, dict)) for r in rows for x in r):
+        raise KubelabUsage("predict: DATA has more than two dimensions; send a V2 request "
+                           "{'inputs': [{'name': ..., 'datatype': ..., 'shape': [...], 'data': [...]}]}")
+    return {"data": rows}, len(rows)
+
+
+def shaped(outputs: dict, response: Any) -> dict:
+    """The outputs, each as nested lists of its V2 shape (``probabilities``: one list per row)."""
+    out = dict(outputs)
+    for o in (response or {}).get("outputs") or [] if isinstance(response, dict) else []:
+        data, shape = o.get("data"), o.get("shape")
+        if o.get("name") not in out or not isinstance(data, list) or not isinstance(shape, list) or len(shape) < 2 \
+                or not all(isinstance(n, int) and n > 0 for n in shape):
+            continue
+        size = 1
+        for n in shape:
+            size *= n
+        if size != len(data):
+            continue
+        for n in reversed(shape[1:]):
+            data = [data[i:i + n] for i in range(0, len(data), n)]
+        out[o["name"]] = data
+    return out
+
+
 D_FORMATS = ("csv", "parquet", "json", "jsonl", "other")
-
-
-def _size(n: Any) -> str:
-    if not isinstance(n, (int, float)):
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def render_dataset_listing(d: dict, title: str) -> tuple[str, str]:
-    rows = [{"name": f["name"], "size": None, "modified": None, "format": "folder"} for f in d.get("folders") or []]
-    rows += [{"name": o["name"], "size": _size(o.get("size")), "modified": o.get("last_modified"),
-              "format": o.get("format")} for o in d.get("objects") or []]
-    head = title or (d.get("prefix") or "your datasets: roots")
-    text, markup = views.table(rows, [("name", lambda r: r["name"]), ("size", lambda r: r["size"]),
-                                      ("modified", lambda r: r["modified"]), ("format", lambda r: r["format"])],
-                               head, "nothing here", status_col=None)
-    if d.get("next_token"):
-        more = f"more: %kubelab datasets ls {d.get('prefix')} --token {d['next_token']}"
-        text += "\n" + more
-        markup += f"<p>{html.escape(more)}</p>"
-    return text, markup
-
-
-def render_dataset_object(d: dict, title: str) -> tuple[str, str]:
-    return views.kv([("uri", d.get("uri")), ("path", d.get("path")), ("size", _size(d.get("size"))),
-                     ("format", d.get("format")), ("etag", d.get("etag")), ("version", d.get("version_id")),
-                     ("content type", d.get("content_type")), ("modified", d.get("last_modified")),
-                     ("writable", d.get("writable"))], title or d.get("key") or "object")
-
-
-def render_dataset_preview(d: dict, title: str) -> tuple[str, str]:
-    cols = [c["name"] for c in d.get("columns") or []]
-    head = title or (f"{d.get('key')}: {d.get('row_count')} of {d.get('total_rows') or 'more'} rows, "
-                     f"{len(cols)} columns (read {_size(d.get('bytes_read'))} of {_size(d.get('size'))} "
-                     f"in {d.get('s3_requests')} requests)")
-    rows = [[views.fmt(r.get(c)) for c in cols] for r in d.get("rows") or []]
-    schema = [[c["name"], c["type"], "yes" if c.get("nullable") else "no"] for c in d.get("columns") or []]
-    stats = d.get("stats") or {}
-    stat_rows = [[c, views.fmt(s.get("count")), views.fmt(s.get("nulls")), views.fmt(s.get("min")),
-                  views.fmt(s.get("max")), views.fmt(s.get("mean")), views.fmt(s.get("distinct"))]
-                 for c, s in stats.items()]
-    stat_head = ["column", "count", "nulls", "min", "max", "mean", "distinct"]
-    text = "\n\n".join([head, views.text_table(rows, cols) if cols else "(no columns)",
-                        "statistics of these rows", views.text_table(stat_rows, stat_head)])
-    markup = (f"<b>{html.escape(head)}</b>" + (views.html_table(rows, cols) if cols else "")
-              + "<details><summary>schema and statistics</summary>"
-              + views.html_table(schema, ["column", "type", "nullable"])
-              + views.html_table(stat_rows, stat_head) + "</details>")
-    return text, markup
-
-
-def render_dataset_snippet(d: dict, title: str) -> tuple[str, str]:
-    head = title or f"use {d.get('key')} in a notebook"
-    parts = [f"path: {d.get('path') or '- (not under a mount)'}", f"uri:  {d.get('uri')}"]
-    blocks = [(k, v) for k, v in (d.get("code") or {}).items()]
-    text = "\n".join([head, *parts] + [f"\n# {k}\n{v.rstrip()}" for k, v in blocks])
-    markup = (f"<b>{html.escape(head)}</b><br>" + "<br>".join(html.escape(p) for p in parts)
-              + "".join(f"<p>{html.escape(k)}:</p><pre>{html.escape(v)}</pre>" for k, v in blocks))
-    return text, markup
-
-
-def render_datasets(items: list, title: str) -> tuple[str, str]:
-    return views.table(items, [
-        ("name", lambda x: x.get("name")), ("shared", lambda x: x.get("shared")),
-        ("format", lambda x: x.get("format")), ("location", lambda x: x.get("uri")),
-        ("size", lambda x: _size(x.get("bytes")) if x.get("bytes") is not None else None),
-        ("tags", lambda x: x.get("tags")), ("owner", lambda x: x.get("owner")),
-        ("description", lambda x: (x.get("description") or "")[:80]),
-    ], title or "registered datasets", "none yet (register one with %kubelab datasets register)", status_col=None)
-
-
-def render_dataset(x: dict, title: str) -> tuple[str, str]:
-    return views.kv([
-        ("name", x.get("display_name") or x.get("name")), ("shared", x.get("shared")),
-        ("description", x.get("description")), ("owner", x.get("owner")), ("tags", x.get("tags")),
-        ("format", x.get("format")), ("location", x.get("uri")), ("etag", x.get("etag")),
-        ("version", x.get("version_id")), ("objects", x.get("objects")),
-        ("size", _size(x.get("bytes")) if x.get("bytes") is not None else None),
-        ("schema", [f"{c['name']}: {c['type']}" for c in x.get("schema") or []]), ("created", x.get("created")),
-    ], title or f"dataset {x.get('name')}", status_key="")
-
-
-def render_transfer(t: dict, title: str) -> tuple[str, str]:
-    return views.kv([
-        ("status", t.get("status")), ("direction", t.get("direction")), ("path", t.get("path")),
-        ("uri", t.get("uri")), ("progress", f"{t.get('percent', 0):g}% of {_size(t.get('bytes_total'))}"),
-        ("multipart", t.get("multipart")), ("etag", t.get("etag")), ("error", t.get("error")),
-        ("seconds", t.get("seconds")),
-    ], title or f"transfer {t.get('id')}", status_key="")
-
-
-def render_transfers(items: list, title: str) -> tuple[str, str]:
-    return views.table(items, [
-        ("id", lambda t: t.get("id")), ("status", lambda t: t.get("status")),
-        ("direction", lambda t: t.get("direction")), ("path", lambda t: t.get("path")),
-        ("uri", lambda t: t.get("uri")), ("progress", lambda t: f"{t.get('percent', 0):g}%"),
-        ("error", lambda t: t.get("error")),
-    ], title or "transfers", "none yet (%kubelab datasets upload / download)", status_col=None)
-
-
-for _view, _render in (("dataset-listing", render_dataset_listing), ("dataset-object", render_dataset_object),
-                       ("dataset-preview", render_dataset_preview), ("dataset-snippet", render_dataset_snippet),
-                       ("datasets", render_datasets), ("dataset", render_dataset), ("transfer", render_transfer),
-                       ("transfers", render_transfers)):
-    views.RENDERERS.setdefault(_view, _render)
+M_FORMATS = ("sklearn", "xgboost", "lightgbm", "onnx", "torchscript", "safetensors")  # kubelab.core.models.FORMATS
 
 
 def training_options(func: Callable) -> Callable:
@@ -290,9 +261,9 @@ class KubelabMagics(Magics, Configurable):
         2.0,
         config=True,
         help="""
-        Seconds between refreshes of the live status of a submitted job or a
-        started run (and between checks while ``%kubelab logs -f`` waits for
-        a pod to start).
+        Seconds between refreshes of the live status of a submitted job, a
+        started run or a deployed model (and between checks while
+        ``%kubelab logs -f`` waits for a pod to start).
 
         Example::
 
@@ -304,7 +275,8 @@ class KubelabMagics(Magics, Configurable):
         config=True,
         help="""
         Show a live ipywidgets status (status line, progress, latest log
-        lines) for submitted jobs and started runs. When off, or outside a
+        lines) for submitted jobs and started runs, and for deployed models
+        (state, ready replicas, problems, pods). When off, or outside a
         Jupyter kernel (a plain IPython shell), one line of status is
         printed instead.
 
@@ -367,7 +339,7 @@ class KubelabMagics(Magics, Configurable):
         from kubelab.server_extension.services.errors import ServiceError
 
         try:
-            argv = shlex.split(line)
+            argv = self._argv(line)
         except ValueError as e:
             return self._fail(f"cannot read the command line: {e}")
         try:
@@ -386,6 +358,13 @@ class KubelabMagics(Magics, Configurable):
         print(f"kubelab: {line}", file=sys.stderr, flush=True)
         return None
 
+    @staticmethod
+    def _argv(line: str) -> list[str]:
+        words = line.split(None, 2)
+        if words and words[0] == "predict":  # predict NAME DATA: DATA is Python, kept as written
+            return words
+        return shlex.split(line)
+
     def _dispatch(self, argv: list[str], cell: str | None) -> Any:
         if not argv or argv[0] in ("help", "-h", "--help"):
             if cell is not None:
@@ -401,12 +380,14 @@ class KubelabMagics(Magics, Configurable):
         if head == "train":
             raise KubelabUsage("train is a cell magic: put the code in a cell that starts with "
                                "%%kubelab train NAME [options]")
-        if head in ("info", "logs"):
+        if head in ("info", "logs", "predict"):
             return self._run(f"_{head}", head, rest)
+        if head == "serve":
+            return self._serve(rest)
         area = AREAS.get(head)
         if area is None:
-            raise KubelabUsage(f"unknown command {head!r}: use info, schedule, jobs, datasets, logs or train "
-                               "(%kubelab help lists them)")
+            raise KubelabUsage(f"unknown command {head!r}: use info, schedule, jobs, datasets, models, serve, "
+                               "predict, logs or train (%kubelab help lists them)")
         if not rest or rest[0] in ("-h", "--help", "help"):
             if rest:
                 print(USAGE)
@@ -458,25 +439,42 @@ class KubelabMagics(Magics, Configurable):
             return False
         return importlib.util.find_spec("ipywidgets") is not None
 
-    def _watch(self, res: Any, what: str, name: str, fetch: Callable[[], dict],
-               logs: Callable[[int], str], done: str) -> Any:
-        """Show the live status of a job or run (or print one line), and return ``res``."""
+    def _live(self, res: Any, make: Callable[[], Any], line: str) -> Any:
+        """Show a live status widget made by ``make`` (or print ``line`` without one), and return ``res``."""
         if not self._widgets():
-            print(f"kubelab: {what} {name!r} {done} ({res.get('status') or 'Pending'}); "
-                  f"follow it with %kubelab logs {name} -f", flush=True)
+            print(line, flush=True)
             return res
         from IPython.display import display
 
-        from .widgets import StatusWatcher
-
         self.watchers = [w for w in self.watchers if not w.done]
-        watcher = StatusWatcher(what, name, fetch, logs, self.poll_interval, self.log_lines, initial=dict(res))
+        watcher = make()
         self.watchers.append(watcher)
         display(watcher.widget)
         watcher.start()
         views.mark_shown(res)
         views.set_live(res, watcher.widget)
         return res
+
+    def _watch(self, res: Any, what: str, name: str, fetch: Callable[[], dict],
+               logs: Callable[[int], str], done: str) -> Any:
+        """Show the live status of a job or run (or print one line), and return ``res``."""
+        def make():
+            from .widgets import StatusWatcher
+
+            return StatusWatcher(what, name, fetch, logs, self.poll_interval, self.log_lines, initial=dict(res))
+        return self._live(res, make, f"kubelab: {what} {name!r} {done} ({res.get('status') or 'Pending'}); "
+                                     f"follow it with %kubelab logs {name} -f")
+
+    def _watch_service(self, res: Any, done: str) -> Any:
+        """Show an inference service's live status until it is Ready or Failing (or print one line)."""
+        serving, name = self.services.serving, res["name"]
+
+        def make():
+            from .widgets import ServiceWatcher
+
+            return ServiceWatcher(name, lambda: serving.status(name), self.poll_interval, initial=dict(res))
+        return self._live(res, make, f"kubelab: inference service {name!r} {done} ({res.get('state') or 'Starting'}); "
+                                     f"check it with %kubelab serve status {name}")
 
     # -- info -------------------------------------------------------------------------------------
     @magic_arguments(name="kubelab info")
@@ -731,7 +729,7 @@ class KubelabMagics(Magics, Configurable):
             if value is not None:
                 req[field] = value
         if a.tag:
-            req["tags"] = [t.strip() for item in a.tag for t in item.split(",") if t.strip()]
+            req["tags"] = _split_list(a.tag)
         d = self.services.datasets.register(req)
         return views.result(d, "dataset", f"dataset {d['name']} registered")
 
@@ -818,7 +816,7 @@ class KubelabMagics(Magics, Configurable):
                 if t["status"] in ("succeeded", "failed"):
                     bar.bar_style = "success" if t["status"] == "succeeded" else "danger"
                 label.value = (f"{verb} {html.escape(what)}: {t['percent']:g}% of "
-                               f"{_size(t['bytes_total'])} ({t['status']})")
+                               f"{views.human_size(t['bytes_total'])} ({t['status']})")
             return update
         state = {"last": -1.0, "at": 0.0}
 
@@ -827,9 +825,197 @@ class KubelabMagics(Magics, Configurable):
             if t["status"] in ("succeeded", "failed") or (t["percent"] != state["last"]
                                                           and now - state["at"] >= self.poll_interval):
                 if t["status"] != "failed":
-                    print(f"kubelab: {verb} {what}: {t['percent']:g}% of {_size(t['bytes_total'])}", flush=True)
+                    print(f"kubelab: {verb} {what}: {t['percent']:g}% of {views.human_size(t['bytes_total'])}",
+                          flush=True)
                 state["last"], state["at"] = t["percent"], now
         return lines
+
+    # -- models -----------------------------------------------------------------------------------
+    @magic_arguments(name="kubelab models list")
+    def _models_list(self, a) -> Any:
+        """Your registered models: latest version, aliases, tags."""
+        return views.result(self.services.models.list(), "models")
+
+    @magic_arguments(name="kubelab models show")
+    @argument("name")
+    def _models_show(self, a) -> Any:
+        """One model: its versions (format, validation, metrics), aliases, and which services serve it."""
+        return views.result(self.services.serving.model(a.name), "model")
+
+    @magic_arguments(name="kubelab models version")
+    @argument("name")
+    @argument("ref", metavar="REF", help="a version (3 or v3) or an alias (production)")
+    def _models_version(self, a) -> Any:
+        """One version: format, validation verdict, signature, metrics, lineage, artifact."""
+        return views.result(self.services.models.version(a.name, a.ref), "model-version")
+
+    @magic_arguments(name="kubelab models register")
+    @argument("name", help="model name (lowercase letters, digits, '-')")
+    @argument("--path", metavar="P", help="a model file or folder in your home (relative to this notebook's folder)")
+    @argument("--uri", metavar="S3URI", help="s3://BUCKET/KEY of a model file, or a folder ending in /")
+    @argument("--format", choices=M_FORMATS, help="default: detected from the files")
+    @argument("--description", metavar="TEXT")
+    @argument("--tag", action="append", metavar="TAG", help="a tag (repeatable, or a,b,c)")
+    @argument("--metric", action="append", metavar="k=v", help="a number, e.g. accuracy=0.97 (repeatable)")
+    @argument("--lineage", action="append", metavar="k=v",
+              help="where it comes from: dataset=, job=, notebook= or environment= (repeatable)")
+    @argument("--alias", action="append", metavar="A", help="point this alias at the new version (repeatable)")
+    def _models_register(self, a) -> Any:
+        """Register a new version of a model (validated in a sandbox first; nothing is stored if it is invalid)."""
+        if bool(a.path) == bool(a.uri):
+            raise KubelabUsage("models register: give exactly one of --path (a file or folder in your home) "
+                               "or --uri (s3://...)")
+        req: dict[str, Any] = {"name": a.name}
+        for field, value in (("path", self._home_path(a.path)), ("uri", a.uri), ("format", a.format),
+                             ("description", a.description)):
+            if value is not None:
+                req[field] = value
+        if a.tag:
+            req["tags"] = _split_list(a.tag)
+        if a.metric:
+            metrics = parse_pairs(a.metric, "--metric")
+            for item in a.metric:
+                value = metrics[item.partition("=")[0].strip()]
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise KubelabUsage(f"--metric {item!r} must be NAME=NUMBER, e.g. --metric accuracy=0.97")
+            req["metrics"] = metrics
+        if a.lineage:
+            req["lineage"] = parse_pairs(a.lineage, "--lineage", json_values=False)
+        if a.alias:
+            req["aliases"] = _split_list(a.alias)
+        v = self.services.models.register(req)
+        aliases = f" ({', '.join(req['aliases'])})" if req.get("aliases") else ""
+        return views.result(v, "model-version", f"model {v['model']} version {v['version']} registered{aliases}")
+
+    @magic_arguments(name="kubelab models alias")
+    @argument("name")
+    @argument("alias", metavar="ALIAS", help="e.g. production or staging")
+    @argument("ref", metavar="REF", help="a version (3 or v3) or another alias")
+    def _models_alias(self, a) -> Any:
+        """Point an alias at a version (services deployed by alias keep the version they run until updated)."""
+        m = self.services.models.set_alias(a.name, a.alias, a.ref)
+        target = (m.get("aliases") or {}).get(a.alias)
+        return views.result(m, "model", f"model {a.name}: {a.alias} -> version {target}")
+
+    @magic_arguments(name="kubelab models unalias")
+    @argument("name")
+    @argument("alias", metavar="ALIAS")
+    def _models_unalias(self, a) -> Any:
+        """Remove an alias (the version stays)."""
+        return views.result(self.services.models.remove_alias(a.name, a.alias), "model",
+                            f"model {a.name}: alias {a.alias} removed")
+
+    @magic_arguments(name="kubelab models delete")
+    @argument("name")
+    def _models_delete(self, a) -> Any:
+        """Delete a model, all its versions and their artifacts (refused while a service serves it)."""
+        self.services.serving.delete_model(a.name)
+        return views.result({"name": a.name, "deleted": True, "message": f"model {a.name!r} deleted"}, "message")
+
+    # -- serving ----------------------------------------------------------------------------------
+    def _serve(self, rest: list[str]) -> Any:
+        if not rest:
+            raise KubelabUsage(f"serve needs a command: NAME --model M (deploy), {', '.join(SERVE_VERBS)}")
+        verb = rest[0]
+        if verb in SERVE_VERBS:
+            return self._run(f"_serve_{verb}", f"serve {verb}", rest[1:])
+        if verb == "help":
+            print(USAGE)
+            return None
+        if not verb.startswith("-") and not any(x == "--model" or x.startswith("--model=") or x in ("-h", "--help")
+                                                for x in rest):
+            raise KubelabUsage(f"unknown serve command {verb!r}: deploy with %kubelab serve NAME --model M, "
+                               f"or use {', '.join(SERVE_VERBS)}")
+        return self._run("_serve_deploy", "serve", rest)
+
+    def _serving_request(self, a) -> dict:
+        req: dict[str, Any] = {}
+        for field, value in (("model", a.model), ("version", a.version), ("resource_group", a.group),
+                             ("size", a.size), ("gpus", a.gpus), ("replicas", a.replicas)):
+            if value is not None:
+                req[field] = value
+        return req
+
+    @magic_arguments(name="kubelab serve")
+    @argument("name", help="the inference service's name (lowercase letters, digits, '-')")
+    @argument("--model", required=True, metavar="M", help="a registered model")
+    @argument("--version", metavar="REF", help="a version (3 or v3) or an alias (default: the latest version)")
+    @argument("--group", metavar="G", help="resource group (default: your default group)")
+    @argument("--size", metavar="S", help="size within the group")
+    @argument("--gpus", type=int, metavar="N", help="GPUs per replica")
+    @argument("--replicas", type=int, metavar="R", help="model servers (default 1)")
+    def _serve_deploy(self, a) -> Any:
+        """Deploy a model version as an inference service, with a live status until it is Ready."""
+        s = self.services.serving.deploy({"name": a.name, **self._serving_request(a)})
+        version = f"version {s.get('version')}" + (f" ({s['alias']})" if s.get("alias") else "")
+        return self._watch_service(views.result(s, "service", f"inference service {a.name}: model {s.get('model')} "
+                                                              f"{version}"), "deployed")
+
+    @magic_arguments(name="kubelab serve list")
+    def _serve_list(self, a) -> Any:
+        """Your inference services: model, version, ready replicas, URL."""
+        return views.result(self.services.serving.list(), "services")
+
+    @magic_arguments(name="kubelab serve status")
+    @argument("name")
+    def _serve_status(self, a) -> Any:
+        """One inference service: state, and when it is not serving, why (fetch and load errors, events)."""
+        return views.result(self.services.serving.status(a.name), "service")
+
+    @magic_arguments(name="kubelab serve update")
+    @argument("name")
+    @argument("--model", metavar="M", help="serve another model")
+    @argument("--version", metavar="REF", help="switch to this version or alias (a rolling update)")
+    @argument("--group", metavar="G", help="move to this resource group")
+    @argument("--size", metavar="S")
+    @argument("--gpus", type=int, metavar="N")
+    @argument("--replicas", type=int, metavar="R", help="scale (0 stops it)")
+    def _serve_update(self, a) -> Any:
+        """Switch version, scale or move: a rolling update that loses no requests; live status until done."""
+        changes = self._serving_request(a)
+        if not changes:
+            raise KubelabUsage("serve update: give at least one option to change (--version, --replicas, ...)")
+        return self._watch_service(views.result(self.services.serving.update(a.name, changes), "service",
+                                                f"inference service {a.name} updated"), "updated")
+
+    @magic_arguments(name="kubelab serve rollback")
+    @argument("name")
+    def _serve_rollback(self, a) -> Any:
+        """Go back to the version served before the last switch (a rolling update)."""
+        s = self.services.serving.rollback(a.name)
+        return self._watch_service(views.result(s, "service", f"inference service {a.name} rolled back to "
+                                                              f"version {s.get('version')}"),
+                                   f"rolled back to version {s.get('version')}")
+
+    @magic_arguments(name="kubelab serve delete")
+    @argument("name")
+    def _serve_delete(self, a) -> Any:
+        """Delete an inference service (the model stays registered)."""
+        self.services.serving.delete(a.name)
+        return views.result({"name": a.name, "deleted": True, "message": f"inference service {a.name!r} deleted"},
+                            "message")
+
+    @magic_arguments(name="kubelab predict")
+    @argument("name", metavar="NAME", help="an inference service")
+    @argument("data", nargs=argparse.REMAINDER, metavar="DATA",
+              help="a Python expression: a list of rows, a numpy array or a pandas DataFrame (e.g. X_test[:5]), "
+                   "or a V2 request {'inputs': [...]}")
+    def _predict(self, a) -> Any:
+        """Predict with an inference service; returns the model's outputs (one entry per row)."""
+        expr = " ".join(a.data).strip()
+        if not expr:
+            raise KubelabUsage(f"predict: give DATA, a Python expression for the rows, "
+                               f"e.g. %kubelab predict {a.name} X_test[:5]")
+        try:
+            value = self.shell.ev(expr)
+        except Exception as e:  # noqa: BLE001 - the user's expression: one line, no traceback
+            raise KubelabUsage(f"predict: cannot evaluate {expr}: {e.__class__.__name__}: {e}") from None
+        body, rows = predict_body(value)
+        out = self.services.serving.predict(a.name, body)
+        outputs = shaped(out.get("outputs") or {}, out.get("response"))
+        title = (f"{out.get('service')}: model {out.get('model')} version {out.get('version')}, "
+                 f"{rows} row{'s' if rows != 1 else ''}")
+        return views.result(outputs, "predictions", title, meta={"rows": rows})
 
     # -- logs -------------------------------------------------------------------------------------
     def _resolve(self, name: str) -> tuple[str, str | None]:

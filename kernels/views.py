@@ -32,6 +32,7 @@ _live: dict[int, Any] = {}   # id(result) -> the live widget that shows it
 class _Result:
     _kl_view: str = "kv"
     _kl_title: str = ""
+    _kl_meta: dict = {}
 
     def _kl_bundle(self) -> tuple[str, str]:
         render = RENDERERS.get(self._kl_view, render_kv)
@@ -72,8 +73,8 @@ class ResultList(_Result, list):
         return (list, (list(self),))
 
 
-def result(value: Any, view: str, title: str = "") -> Any:
-    """The service's value, displayed with ``view``."""
+def result(value: Any, view: str, title: str = "", meta: dict | None = None) -> Any:
+    """The service's value, displayed with ``view`` (``meta``: more for the renderer, not part of the value)."""
     if isinstance(value, dict):
         out: Any = ResultDict(value)
     elif isinstance(value, list):
@@ -81,6 +82,8 @@ def result(value: Any, view: str, title: str = "") -> Any:
     else:
         return value
     out._kl_view, out._kl_title = view, title
+    if meta:
+        out._kl_meta = dict(meta)
     return out
 
 
@@ -116,6 +119,23 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def human_size(n: Any) -> str:
+    if not isinstance(n, (int, float)) or isinstance(n, bool):
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def pairs(d: Any, sep: str = "=") -> list[str] | None:
+    """``{"accuracy": 0.97}`` as ``["accuracy=0.97"]``."""
+    if not isinstance(d, dict) or not d:
+        return None
+    return [f"{k}{sep}{fmt(v)}" for k, v in d.items()]
+
+
 def duration(seconds: Any) -> str:
     if seconds is None:
         return "-"
@@ -142,7 +162,10 @@ def elapsed(view: dict) -> str:
 
 
 STATUS_COLORS = {"Succeeded": "#2e7d32", "Failed": "#c62828", "Cancelled": "#ef6c00", "Running": "#1565c0",
-                 "Pending": "#6d4c41", "Suspended": "#757575", "Cancelling": "#ef6c00", "Active": "#2e7d32"}
+                 "Pending": "#6d4c41", "Suspended": "#757575", "Cancelling": "#ef6c00", "Active": "#2e7d32",
+                 # inference services
+                 "Ready": "#2e7d32", "Failing": "#c62828", "Starting": "#6d4c41", "Updating": "#1565c0",
+                 "Stopped": "#757575", "NotReady": "#ef6c00"}
 FINISHED = ("Succeeded", "Failed", "Cancelled")
 
 
@@ -330,8 +353,241 @@ def _pods(d: dict) -> list[str]:
     return out
 
 
+# -- datasets ------------------------------------------------------------------------------------
+def render_dataset_listing(d: dict, title: str) -> tuple[str, str]:
+    rows = [{"name": f["name"], "size": None, "modified": None, "format": "folder"} for f in d.get("folders") or []]
+    rows += [{"name": o["name"], "size": human_size(o.get("size")), "modified": o.get("last_modified"),
+              "format": o.get("format")} for o in d.get("objects") or []]
+    head = title or (d.get("prefix") or "your datasets: roots")
+    text, markup = table(rows, [("name", lambda r: r["name"]), ("size", lambda r: r["size"]),
+                                ("modified", lambda r: r["modified"]), ("format", lambda r: r["format"])],
+                         head, "nothing here", status_col=None)
+    if d.get("next_token"):
+        more = f"more: %kubelab datasets ls {d.get('prefix')} --token {d['next_token']}"
+        text += "\n" + more
+        markup += f"<p>{html.escape(more)}</p>"
+    return text, markup
+
+
+def render_dataset_object(d: dict, title: str) -> tuple[str, str]:
+    return kv([("uri", d.get("uri")), ("path", d.get("path")), ("size", human_size(d.get("size"))),
+               ("format", d.get("format")), ("etag", d.get("etag")), ("version", d.get("version_id")),
+               ("content type", d.get("content_type")), ("modified", d.get("last_modified")),
+               ("writable", d.get("writable"))], title or d.get("key") or "object")
+
+
+def render_dataset_preview(d: dict, title: str) -> tuple[str, str]:
+    cols = [c["name"] for c in d.get("columns") or []]
+    head = title or (f"{d.get('key')}: {d.get('row_count')} of {d.get('total_rows') or 'more'} rows, "
+                     f"{len(cols)} columns (read {human_size(d.get('bytes_read'))} of {human_size(d.get('size'))} "
+                     f"in {d.get('s3_requests')} requests)")
+    rows = [[fmt(r.get(c)) for c in cols] for r in d.get("rows") or []]
+    schema = [[c["name"], c["type"], "yes" if c.get("nullable") else "no"] for c in d.get("columns") or []]
+    stats = d.get("stats") or {}
+    stat_rows = [[c, fmt(s.get("count")), fmt(s.get("nulls")), fmt(s.get("min")), fmt(s.get("max")),
+                  fmt(s.get("mean")), fmt(s.get("distinct"))] for c, s in stats.items()]
+    stat_head = ["column", "count", "nulls", "min", "max", "mean", "distinct"]
+    text = "\n\n".join([head, text_table(rows, cols) if cols else "(no columns)",
+                        "statistics of these rows", text_table(stat_rows, stat_head)])
+    markup = (f"<b>{html.escape(head)}</b>" + (html_table(rows, cols) if cols else "")
+              + "<details><summary>schema and statistics</summary>"
+              + html_table(schema, ["column", "type", "nullable"])
+              + html_table(stat_rows, stat_head) + "</details>")
+    return text, markup
+
+
+def render_dataset_snippet(d: dict, title: str) -> tuple[str, str]:
+    head = title or f"use {d.get('key')} in a notebook"
+    parts = [f"path: {d.get('path') or '- (not under a mount)'}", f"uri:  {d.get('uri')}"]
+    blocks = [(k, v) for k, v in (d.get("code") or {}).items()]
+    text = "\n".join([head, *parts] + [f"\n# {k}\n{v.rstrip()}" for k, v in blocks])
+    markup = (f"<b>{html.escape(head)}</b><br>" + "<br>".join(html.escape(p) for p in parts)
+              + "".join(f"<p>{html.escape(k)}:</p><pre>{html.escape(v)}</pre>" for k, v in blocks))
+    return text, markup
+
+
+def render_datasets(items: list, title: str) -> tuple[str, str]:
+    return table(items, [
+        ("name", lambda x: x.get("name")), ("shared", lambda x: x.get("shared")),
+        ("format", lambda x: x.get("format")), ("location", lambda x: x.get("uri")),
+        ("size", lambda x: human_size(x.get("bytes")) if x.get("bytes") is not None else None),
+        ("tags", lambda x: x.get("tags")), ("owner", lambda x: x.get("owner")),
+        ("description", lambda x: (x.get("description") or "")[:80]),
+    ], title or "registered datasets", "none yet (register one with %kubelab datasets register)", status_col=None)
+
+
+def render_dataset(x: dict, title: str) -> tuple[str, str]:
+    return kv([
+        ("name", x.get("display_name") or x.get("name")), ("shared", x.get("shared")),
+        ("description", x.get("description")), ("owner", x.get("owner")), ("tags", x.get("tags")),
+        ("format", x.get("format")), ("location", x.get("uri")), ("etag", x.get("etag")),
+        ("version", x.get("version_id")), ("objects", x.get("objects")),
+        ("size", human_size(x.get("bytes")) if x.get("bytes") is not None else None),
+        ("schema", [f"{c['name']}: {c['type']}" for c in x.get("schema") or []]), ("created", x.get("created")),
+    ], title or f"dataset {x.get('name')}", status_key="")
+
+
+def render_transfer(t: dict, title: str) -> tuple[str, str]:
+    return kv([
+        ("status", t.get("status")), ("direction", t.get("direction")), ("path", t.get("path")),
+        ("uri", t.get("uri")), ("progress", f"{t.get('percent', 0):g}% of {human_size(t.get('bytes_total'))}"),
+        ("multipart", t.get("multipart")), ("etag", t.get("etag")), ("error", t.get("error")),
+        ("seconds", t.get("seconds")),
+    ], title or f"transfer {t.get('id')}", status_key="")
+
+
+def render_transfers(items: list, title: str) -> tuple[str, str]:
+    return table(items, [
+        ("id", lambda t: t.get("id")), ("status", lambda t: t.get("status")),
+        ("direction", lambda t: t.get("direction")), ("path", lambda t: t.get("path")),
+        ("uri", lambda t: t.get("uri")), ("progress", lambda t: f"{t.get('percent', 0):g}%"),
+        ("error", lambda t: t.get("error")),
+    ], title or "transfers", "none yet (%kubelab datasets upload / download)", status_col=None)
+
+
+# -- models and inference services ---------------------------------------------------------------
+def _aliases(d: dict) -> list[str] | None:
+    return [f"{a} -> v{v}" for a, v in sorted((d.get("aliases") or {}).items())] or None
+
+
+def _validation(v: dict) -> str | None:
+    val = v.get("validation") or {}
+    if not val.get("status"):
+        return None
+    return val["status"] if val["status"] == "valid" else f"{val['status']}: {val.get('reason') or 'no reason'}"
+
+
+def _tensors(specs: Any) -> list[str] | None:
+    out = [f"{s.get('name')}: {s.get('datatype')} {s.get('shape')}" for s in specs or [] if isinstance(s, dict)]
+    return out or None
+
+
+def render_models(items: list, title: str) -> tuple[str, str]:
+    return table(items, [
+        ("name", lambda m: m.get("name")),
+        ("latest", lambda m: f"v{m['latest_version']}" if m.get("latest_version") else None),
+        ("versions", lambda m: len(m.get("versions") or []) or None),
+        ("aliases", _aliases), ("tags", lambda m: m.get("tags")),
+        ("description", lambda m: (m.get("description") or "")[:80]), ("created", lambda m: m.get("created")),
+    ], title or "models", "none yet (register one with %kubelab models register NAME --path P)", status_col=None)
+
+
+def render_model(m: dict, title: str) -> tuple[str, str]:
+    served = [f"{s.get('service')}: v{s.get('version')}" + (f" ({s['alias']})" if s.get("alias") else "")
+              for s in m.get("served_by") or []]
+    text, markup = kv([
+        ("description", m.get("description")), ("tags", m.get("tags")), ("aliases", _aliases(m)),
+        ("latest version", m.get("latest_version")), ("created", m.get("created")), ("served by", served),
+    ], title or f"model {m.get('name')}", status_key="")
+    versions = m.get("versions") or []
+    if not versions:
+        return text, markup
+    t2, h2 = table(versions, [
+        ("version", lambda v: v.get("version")), ("format", lambda v: v.get("format")),
+        ("validation", _validation), ("size", lambda v: human_size((v.get("artifact") or {}).get("bytes"))),
+        ("metrics", lambda v: pairs(v.get("metrics"))), ("served by", lambda v: v.get("served_by")),
+        ("created", lambda v: v.get("created")), ("description", lambda v: (v.get("description") or "")[:60]),
+    ], "versions", "none", status_col=None)
+    return text + "\n" + t2, markup + h2
+
+
+def render_model_version(v: dict, title: str) -> tuple[str, str]:
+    art = v.get("artifact") or {}
+    sig = v.get("signature") or {}
+    serve = (f"%kubelab serve {v.get('model')} --model {v.get('model')} --version {v.get('version')}"
+             if v.get("model") and v.get("version") else None)
+    return kv([
+        ("format", v.get("format")), ("validation", _validation(v)), ("description", v.get("description")),
+        ("inputs", _tensors(sig.get("inputs"))), ("outputs", _tensors(sig.get("outputs"))),
+        ("metrics", pairs(v.get("metrics"))), ("lineage", pairs(v.get("lineage"))), ("tags", v.get("tags")),
+        ("frameworks", pairs(v.get("framework_versions"), " ")), ("artifact", art.get("uri")),
+        ("files", art.get("files")), ("size", human_size(art["bytes"]) if "bytes" in art else None),
+        ("sha256", art.get("sha256")), ("created", v.get("created")), ("serve it", serve),
+    ], title or f"model {v.get('model')} version {v.get('version')}", status_key="")
+
+
+def _served_version(s: dict) -> str | None:
+    if s.get("version") is None:
+        return None
+    return f"v{s['version']}" + (f" ({s['alias']})" if s.get("alias") else "")
+
+
+def render_services(items: list, title: str) -> tuple[str, str]:
+    return table(items, [
+        ("name", lambda s: s.get("name")), ("model", lambda s: s.get("model")), ("version", _served_version),
+        ("ready", lambda s: f"{s.get('ready_replicas') or 0}/{s.get('replicas')}" if "replicas" in s else None),
+        ("format", lambda s: s.get("format")), ("resources", _compute),
+        ("previous", lambda s: f"v{s['previous_version']}" if s.get("previous_version") else None),
+        ("url", lambda s: s.get("url")),
+    ], title or "inference services", "none yet (deploy one with %kubelab serve NAME --model M)", status_col=None)
+
+
+def service_pods(s: dict) -> list[str]:
+    out = []
+    for p in s.get("pods") or []:
+        bits = [p.get("phase") or "", "ready" if p.get("ready") else "not ready"]
+        if p.get("version"):
+            bits.append(f"v{p['version']}")
+        line = f"{p.get('name')} ({', '.join(b for b in bits if b)})"
+        if p.get("pending_reason"):
+            line += f": {p['pending_reason']}"
+        out.append(line)
+    return out
+
+
+def render_service(s: dict, title: str) -> tuple[str, str]:
+    events = [f"{e.get('time') or ''} {e.get('reason')}: {e.get('message')}".strip()
+              for e in (s.get("events") or [])[-5:] if e.get("type") == "Warning"]
+    return kv([
+        ("state", s.get("state")), ("model", s.get("model")), ("version", _served_version(s)),
+        ("previous version", s.get("previous_version")),
+        ("replicas", f"{s.get('ready_replicas') or 0}/{s.get('replicas')} ready" if "replicas" in s else None),
+        ("resources", _compute(s)), ("format", s.get("format")), ("kind", s.get("kind")), ("url", s.get("url")),
+        ("problems", s.get("problems")), ("pods", service_pods(s)), ("warnings", events),
+        ("predict", f"%kubelab predict {s.get('name')} DATA" if s.get("state") == "Ready" else None),
+    ], title or f"inference service {s.get('name')}", status_key="state")
+
+
+MAX_PREDICTION_ROWS = 20
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_short(x) for x in v) + "]"
+    return fmt(v)
+
+
+def render_predictions(outputs: dict, title: str) -> tuple[str, str]:
+    """One row per input row, one column per output (each output's first dimension is the rows)."""
+    meta = getattr(outputs, "_kl_meta", None) or {}
+    head = title or "predictions"
+    names = list(outputs)
+    lengths = [len(v) for v in outputs.values() if isinstance(v, list)]
+    n = meta.get("rows") or max(lengths, default=0)
+    if not names or not n:
+        return f"{head}: no outputs", f"<p><b>{html.escape(head)}</b>: no outputs</p>"
+    rows = []
+    for i in range(min(n, MAX_PREDICTION_ROWS)):
+        rows.append([str(i), *(_short(v[i]) if isinstance(v, list) and i < len(v) and len(v) == n else
+                               (_short(v) if i == 0 else "") for v in outputs.values())])
+    header = ["row", *names]
+    more = f"... and {n - MAX_PREDICTION_ROWS} more rows" if n > MAX_PREDICTION_ROWS else ""
+    text = f"{head}\n" + text_table(rows, header) + (f"\n{more}" if more else "")
+    markup = f"<b>{html.escape(head)}</b>" + html_table(rows, header) + (f"<p>{html.escape(more)}</p>" if more else "")
+    return text, markup
+
+
 RENDERERS: dict[str, Callable[[Any, str], tuple[str, str]]] = {
     "kv": render_kv, "message": render_message, "schedules": render_schedules, "schedule": render_schedule,
     "runs": render_runs, "run": render_run, "jobs": render_jobs, "job": render_job, "pending": render_pending,
     "info": render_info, "preview": render_preview,
+    "dataset-listing": render_dataset_listing, "dataset-object": render_dataset_object,
+    "dataset-preview": render_dataset_preview, "dataset-snippet": render_dataset_snippet,
+    "datasets": render_datasets, "dataset": render_dataset, "transfer": render_transfer,
+    "transfers": render_transfers,
+    "models": render_models, "model": render_model, "model-version": render_model_version,
+    "services": render_services, "service": render_service, "predictions": render_predictions,
 }
+LIST_VIEWS = frozenset({"schedules", "runs", "jobs", "datasets", "transfers", "models", "services"})

@@ -7,9 +7,12 @@ Everything made here is named ``mg-*`` and deleted at the end of its test.
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.server_extension.conftest import notebook
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -297,4 +300,118 @@ print("RESULT", r)
     assert "at most" in lines[4] and "rows" in lines[4], lines[4]
     assert "not a file in your home" in lines[5], lines[5]
     assert "read-only" in lines[6], lines[6]
+    assert "RESULT None" in out and "Traceback" not in out, out
+
+
+# -- models, serving and predict -------------------------------------------------------------------
+MG_MODEL = "mg-iris"
+
+
+def test_register_serve_predict_and_clean_up(alice):
+    """One kernel: train and convert to ONNX, register, show, serve (live status), wait until
+    Ready, predict from a numpy slice, then delete the service and the model."""
+    name = MG_MODEL
+    alice.api("DELETE", f"services/{name}")
+    try:
+        out = alice.execute(f"""
+import json, os, time
+import numpy as np
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from skl2onnx import to_onnx
+X, y = load_iris(return_X_y=True)
+order = np.random.RandomState(0).permutation(len(X))  # so that X[:3] holds more than one class
+X, y = X[order].astype(np.float32), y[order]
+lr = LogisticRegression(max_iter=500).fit(X, y)
+os.makedirs("models/mg", exist_ok=True)
+open("models/mg/model.onnx", "wb").write(to_onnx(lr, X[:1], options={{"zipmap": False}}).SerializeToString())
+kubelab = lambda line: get_ipython().run_line_magic("kubelab", line)
+for _ in range(60):  # a service of an earlier, failed run may still be going
+    if "{name}" not in [s["name"] for s in kubelab("serve list")]:
+        break
+    time.sleep(1)
+if "{name}" in [m["name"] for m in kubelab("models list")]:
+    kubelab("models delete {name}")
+
+v = %kubelab models register {name} --path models/mg/ --alias staging --metric accuracy=0.97 --tag mg --lineage notebook=mg.ipynb
+print("REGISTERED", v["version"], v["format"], v["validation"]["status"], v["metrics"], v["lineage"])
+m = %kubelab models show {name}
+print("SHOWN", m["aliases"], [x["version"] for x in m["versions"]], m["served_by"])
+s = %kubelab serve {name} --model {name} --version staging
+print("DEPLOYED", s["name"], s["model"], s["version"], s["alias"])
+state, deadline = None, time.time() + 300
+while time.time() < deadline:
+    st = %kubelab serve status {name}
+    state = st["state"]
+    if state in ("Ready", "Failing"):
+        break
+    time.sleep(2)
+print("STATE", state, st["ready_replicas"], st["problems"])
+out = %kubelab predict {name} X[:3]
+print("PREDICTED", json.dumps({{"served": list(out.values())[0], "local": lr.predict(X[:3]).tolist()}}))
+print("PROBABILITIES", np.allclose(out["probabilities"], lr.predict_proba(X[:3]), atol=1e-4))
+import pandas as pd
+df_out = %kubelab predict {name} pd.DataFrame(X[3:5], columns=list("abcd"))
+print("FRAME", json.dumps(list(df_out.values())[0]) == json.dumps(lr.predict(X[3:5]).tolist()))
+watcher = get_ipython().magics_manager.registry["KubelabMagics"].watchers[-1]
+watcher.join(60)
+print("WATCHER", watcher.done, watcher.view.get("state"), watcher.view.get("ready_replicas"))
+m = %kubelab models show {name}
+print("SERVED BY", m["served_by"])
+listed = %kubelab serve list
+print("LISTED", [x["name"] for x in listed if x["name"] == "{name}"])
+
+d = %kubelab serve delete {name}
+print("SERVICE DELETED", d["deleted"])
+deadline = time.time() + 120
+while time.time() < deadline and "{name}" in [x["name"] for x in kubelab("serve list")]:
+    time.sleep(1)
+print("SERVICE GONE", "{name}" not in [x["name"] for x in kubelab("serve list")])
+d = %kubelab models delete {name}
+print("MODEL DELETED", d["deleted"])
+""", timeout=480)
+        assert "REGISTERED 1 onnx valid {'accuracy': 0.97} {'notebook': 'mg.ipynb'}" in out, out
+        assert "SHOWN {'staging': 1} [1] []" in out, out
+        assert f"DEPLOYED {name} {name} 1 staging" in out, out
+        assert "STATE Ready 1 []" in out, out
+        predicted = json.loads(next(line for line in out.splitlines() if line.startswith("PREDICTED ")).split(" ", 1)[1])
+        assert predicted["served"] == predicted["local"] and len(set(predicted["local"])) > 1, out
+        assert "PROBABILITIES True" in out and "FRAME True" in out, out
+        assert "WATCHER True Ready 1" in out, out  # the live status widget followed the deployment
+        assert f"SERVED BY [{{'service': '{name}', 'version': 1, 'alias': 'staging'}}]" in out, out
+        assert f"LISTED ['{name}']" in out, out
+        assert "SERVICE DELETED True" in out and "SERVICE GONE True" in out and "MODEL DELETED True" in out, out
+        assert not kubelab_lines(out), out
+    finally:
+        alice.api("DELETE", f"services/{name}")
+        eventually(lambda: alice.api("GET", f"services/{name}").status_code == 404, 120, 1, what="service gone")
+        alice.api("DELETE", f"models/{name}")
+    assert alice.api("GET", f"models/{name}").status_code == 404
+
+
+def test_models_serving_and_predict_mistakes_are_one_line(alice):
+    out = alice.execute("""
+%kubelab models register mg-bad --path models/mg-none/
+%kubelab models register Bad_Name --path models/mg-none/
+%kubelab models show mg-no-such-model
+%kubelab models frobnicate
+%kubelab serve mg-x --model mg-no-such-model
+%kubelab serve status mg-no-such-service
+%kubelab serve update mg-no-such-service --replicas 2
+%kubelab predict mg-no-such-service [[5.1, 3.5, 1.4, 0.2]]
+r = %kubelab predict mg-no-such-service undefined_rows[:3]
+print("RESULT", r)
+""")
+    lines = kubelab_lines(out)
+    assert len(lines) == 9, out
+    assert lines[0] == "kubelab: path 'models/mg-none' was not found in your home", lines[0]
+    assert "model name 'Bad_Name' is invalid" in lines[1], lines[1]
+    assert lines[2] == "kubelab: model 'mg-no-such-model' not found", lines[2]
+    assert lines[3].startswith("kubelab: unknown models command 'frobnicate'"), lines[3]
+    assert lines[4] == "kubelab: model 'mg-no-such-model' not found", lines[4]
+    assert lines[5] == "kubelab: inference service 'mg-no-such-service' not found", lines[5]
+    assert lines[6] == "kubelab: inference service 'mg-no-such-service' not found", lines[6]
+    assert lines[7] == "kubelab: inference service 'mg-no-such-service' not found", lines[7]
+    assert lines[8] == ("kubelab: predict: cannot evaluate undefined_rows[:3]: NameError: "
+                        "name 'undefined_rows' is not defined"), lines[8]
     assert "RESULT None" in out and "Traceback" not in out, out

@@ -121,11 +121,127 @@ class FakeJobs:
         return [{"name": n, "status": "Running"} for n in self.kube.jobs]
 
 
+class FakeModels:
+    def __init__(self):
+        self.calls, self.items = [], {}
+
+    def _version(self, name, n):
+        return {"model": name, "version": n, "name": f"{name}-v{n}", "format": "onnx",
+                "validation": {"status": "valid"}, "artifact": {"uri": f"s3://b/m/{name}/{n}/", "bytes": 2048},
+                "signature": {"inputs": [{"name": "X", "datatype": "FP32", "shape": [-1, 4]}]}, "metrics": {}}
+
+    def register(self, req):
+        self.calls.append(("register", req))
+        m = self.items.setdefault(req["name"], {"name": req["name"], "aliases": {}, "versions": []})
+        v = self._version(req["name"], len(m["versions"]) + 1)
+        m["versions"].append(v)
+        m["latest_version"] = v["version"]
+        for a in req.get("aliases") or []:
+            m["aliases"][a] = v["version"]
+        return v
+
+    def list(self):
+        return list(self.items.values())
+
+    def get(self, name):
+        if name not in self.items:
+            raise NotFound(f"model {name!r} not found")
+        return dict(self.items[name])
+
+    def version(self, name, ref):
+        m = self.get(name)
+        n = m["aliases"].get(ref) or int(str(ref).lstrip("v"))
+        return m["versions"][n - 1]
+
+    def set_alias(self, name, alias, ref):
+        self.calls.append(("set_alias", name, alias, ref))
+        self.items[name]["aliases"][alias] = self.version(name, ref)["version"]
+        return self.get(name)
+
+    def remove_alias(self, name, alias):
+        self.calls.append(("remove_alias", name, alias))
+        if alias not in self.get(name)["aliases"]:
+            raise NotFound(f"model {name!r} has no alias {alias!r}")
+        del self.items[name]["aliases"][alias]
+        return self.get(name)
+
+
+class FakeServing:
+    def __init__(self, models):
+        self.models, self.calls, self.items = models, [], {}
+        self.states = ["Starting", "Ready"]
+        self.answer = {"model_name": "iris", "outputs": [
+            {"name": "label", "datatype": "INT64", "shape": [2], "data": [0, 2]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [2, 3], "data": [0.9, 0.05, 0.05, 0.1, 0.2, 0.7]}]}
+
+    def _view(self, name):
+        rec = self.items[name]
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        ready = rec["replicas"] if state == "Ready" else 0
+        return {"name": name, "kind": "Deployment", **rec, "ready_replicas": ready, "state": state,
+                "problems": ["server failed: no model file"] if state == "Failing" else [],
+                "pods": [{"name": f"{name}-abc", "phase": "Running", "ready": state == "Ready",
+                          "version": str(rec["version"])}],
+                "url": f"http://{name}.ns.svc/v2/models/{name}/infer"}
+
+    def deploy(self, req):
+        self.calls.append(("deploy", req))
+        v = self.models.version(req["model"], req.get("version") or 1)
+        self.items[req["name"]] = {"model": req["model"], "version": v["version"], "alias": None,
+                                   "replicas": req.get("replicas", 1), "resource_group": "cpu"}
+        return self.status(req["name"])
+
+    def status(self, name):
+        if name not in self.items:
+            raise NotFound(f"inference service {name!r} not found")
+        return self._view(name)
+
+    def list(self):
+        return [{"name": n, **r, "ready_replicas": 1} for n, r in self.items.items()]
+
+    def update(self, name, changes):
+        self.calls.append(("update", name, changes))
+        self.status(name)
+        self.items[name].update(changes)
+        return self.status(name)
+
+    def rollback(self, name):
+        self.calls.append(("rollback", name))
+        return self.update(name, {"version": 1})
+
+    def delete(self, name):
+        self.calls.append(("delete", name))
+        self.status(name)
+        del self.items[name]
+
+    def model(self, name):
+        view = self.models.get(name)
+        view["served_by"] = [{"service": n, "version": r["version"], "alias": r["alias"]}
+                             for n, r in self.items.items() if r["model"] == name]
+        return view
+
+    def delete_model(self, name):
+        self.calls.append(("delete_model", name))
+        served = [n for n, r in self.items.items() if r["model"] == name]
+        if served:
+            raise Conflict(f"model {name!r} is served by {', '.join(served)}; delete those services first")
+        self.models.get(name)
+        del self.models.items[name]
+
+    def predict(self, name, body):
+        self.calls.append(("predict", name, body))
+        self.status(name)
+        return {"service": name, "model": self.items[name]["model"], "version": self.items[name]["version"],
+                "outputs": {o["name"]: o["data"] for o in self.answer["outputs"]}, "response": self.answer}
+
+
 class FakeServices:
     def __init__(self, home):
         self.workspace = FakeWorkspace(home)
         self.schedules = FakeSchedules(self.workspace.kube)
         self.jobs = FakeJobs(self.workspace.kube)
+        self.models = FakeModels()
+        self.serving = FakeServing(self.models)
 
     def info(self):
         return {"user": "ann", "namespace": "kubelab-ann", "image": "img", "home": "/home/jovyan",
@@ -264,6 +380,43 @@ def test_services_are_created_with_the_shell_config(ip):
     ("train x", "train is a cell magic"),
     ("info", "KUBELAB_SETTINGS is not set"),
     ("schedule list", "KUBELAB_SETTINGS is not set"),
+    # models
+    ("models", "models needs a command: list, show, version, register, alias, unalias, delete"),
+    ("models frob x", "unknown models command 'frob'"),
+    ("models show", "required: name"),
+    ("models version m", "required: REF"),
+    ("models alias m production", "required: REF"),
+    ("models register m", "exactly one of --path (a file or folder in your home) or --uri"),
+    ("models register m --path models/m --uri s3://b/k", "exactly one of --path"),
+    ("models register m --path models/m --format pickle", "argument --format: invalid choice: 'pickle'"),
+    ("models register m --path models/m --metric accuracy", "--metric 'accuracy' must be KEY=VALUE"),
+    ("models register m --path models/m --metric accuracy=high", "--metric 'accuracy=high' must be NAME=NUMBER"),
+    ("models register m --path models/m --metric ok=true", "--metric 'ok=true' must be NAME=NUMBER"),
+    ("models register m --path models/m --lineage iris", "--lineage 'iris' must be KEY=VALUE"),
+    ("models list", "KUBELAB_SETTINGS is not set"),
+    # serving
+    ("serve", "serve needs a command: NAME --model M (deploy), list, status, update, rollback, delete"),
+    ("serve frob", "unknown serve command 'frob': deploy with %kubelab serve NAME --model M"),
+    ("serve iris --version 2", "unknown serve command 'iris'"),
+    ("serve iris --model", "argument --model: expected one argument"),
+    ("serve --model iris", "required: name"),
+    ("serve iris --model iris --replicas two", "argument --replicas: invalid int value: 'two'"),
+    ("serve status", "required: name"),
+    ("serve update iris", "serve update: give at least one option to change"),
+    ("serve rollback iris now", "unrecognized arguments: now"),
+    ("serve list", "KUBELAB_SETTINGS is not set"),
+    # predict
+    ("predict", "required: NAME"),
+    ("predict iris", "predict: give DATA, a Python expression for the rows, e.g. %kubelab predict iris X_test[:5]"),
+    ("predict iris undefined_rows[:5]", "predict: cannot evaluate undefined_rows[:5]: NameError"),
+    ("predict iris [[1, 2]", "predict: cannot evaluate [[1, 2]: SyntaxError"),
+    ("predict iris 42", "DATA must be rows: a list of lists, a numpy array or a pandas DataFrame (not int)"),
+    ("predict iris 'text'", "DATA must be rows"),
+    ("predict iris []", "DATA has no rows"),
+    ("predict iris [[1, 2], 3]", "DATA mixes rows and single values"),
+    ("predict iris [[[1, 2]]]", "DATA has more than two dimensions; send a V2 request"),
+    ("predict iris {'rows': [[1]]}", "DATA is a dict"),
+    ("predict iris [[5.1, 3.5, 1.4, 0.2]]", "KUBELAB_SETTINGS is not set"),
 ])
 def test_a_mistake_is_one_line_on_stderr(ip, capsys, line, contains):
     value, out, err = run(ip, capsys, f"%kubelab {line}")
@@ -452,9 +605,11 @@ def test_results_are_the_services_values(fake, ip, capsys):
 
 
 def test_every_renderer_copes_with_sparse_views():
+    assert {"schedules", "runs", "jobs"} <= views.LIST_VIEWS <= set(views.RENDERERS)
     for name, render in views.RENDERERS.items():
-        text, markup = render([] if name in ("schedules", "runs", "jobs") else {}, "")
-        assert isinstance(text, str) and isinstance(markup, str)
+        for value in ([] if name in views.LIST_VIEWS else {}, [{}] if name in views.LIST_VIEWS else {"name": "x"}):
+            text, markup = render(value, "")
+            assert isinstance(text, str) and isinstance(markup, str), name
     text, _ = views.render_jobs([{"name": "j", "status": "Failed", "message": "exit 1", "workers": 2,
                                   "resource_group": "cpu", "size": "small"}], "")
     assert "j" in text and "Failed" in text and "cpu/small" in text
@@ -560,3 +715,245 @@ def test_show_widgets_off_prints_one_line_in_a_kernel(fake, ip, capsys, monkeypa
     finally:
         m.show_widgets = True
     assert out.strip() == "kubelab: job 'j9' submitted (Pending); follow it with %kubelab logs j9 -f"
+
+
+# -- models, serving and predict ------------------------------------------------------------------
+def test_model_formats_are_the_registrys():
+    from kubelab.core.models import FORMATS
+
+    assert M.M_FORMATS == FORMATS
+
+
+def test_models_register_builds_the_request(fake, ip, capsys, tmp_path, monkeypatch):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    value, out, err = run(ip, capsys, "%kubelab models register iris --path models/iris/ --format onnx "
+                                      "--description 'iris classifier' --tag demo,iris --tag mg "
+                                      "--metric accuracy=0.97 --metric f1=1 --lineage dataset=iris "
+                                      "--lineage notebook=train.ipynb --alias staging --alias candidate")
+    assert not err, err
+    assert fake.models.calls[-1] == ("register", {
+        "name": "iris", "path": "work/models/iris", "format": "onnx", "description": "iris classifier",
+        "tags": ["demo", "iris", "mg"], "metrics": {"accuracy": 0.97, "f1": 1},
+        "lineage": {"dataset": "iris", "notebook": "train.ipynb"}, "aliases": ["staging", "candidate"]})
+    assert value["version"] == 1 and type(pickle.loads(pickle.dumps(value))) is dict
+    assert "model iris version 1 registered (staging, candidate)" in out
+    assert "%kubelab serve iris --model iris --version 1" in out and "X: FP32 [-1, 4]" in out
+    run(ip, capsys, "%kubelab models register iris --uri s3://kubelab/users/ann/m/model.onnx")
+    assert fake.models.calls[-1] == ("register", {"name": "iris", "uri": "s3://kubelab/users/ann/m/model.onnx"})
+
+
+def test_models_list_show_version_alias_and_delete(fake, ip, capsys):
+    fake.models.register({"name": "iris", "aliases": ["production"]})
+    fake.models.register({"name": "iris"})
+    value, out, err = run(ip, capsys, "%kubelab models list")
+    assert not err and [m["name"] for m in value] == ["iris"]
+    assert "models (1)" in out and "production -> v1" in out
+    value, out, _ = run(ip, capsys, "%kubelab models show iris")
+    assert value["served_by"] == [] and len(value["versions"]) == 2
+    assert "model iris" in out and "versions (2)" in out and "valid" in out and "2.0 KiB" in out
+    value, out, _ = run(ip, capsys, "%kubelab models version iris production")
+    assert value["version"] == 1 and "model iris version 1" in out
+    value, out, _ = run(ip, capsys, "%kubelab models alias iris staging v2")
+    assert fake.models.calls[-1] == ("set_alias", "iris", "staging", "v2")
+    assert value["aliases"]["staging"] == 2 and "model iris: staging -> version 2" in out
+    value, out, _ = run(ip, capsys, "%kubelab models unalias iris staging")
+    assert "staging" not in value["aliases"] and "alias staging removed" in out
+    _, out, err = run(ip, capsys, "%kubelab models unalias iris staging")
+    assert assert_one_line(out, err) == "kubelab: model 'iris' has no alias 'staging'"
+
+    run(ip, capsys, "%kubelab serve iris-svc --model iris")
+    _, out, err = run(ip, capsys, "%kubelab models delete iris")
+    assert assert_one_line(out, err) == ("kubelab: model 'iris' is served by iris-svc; "
+                                         "delete those services first")
+    value, out, err = run(ip, capsys, "%kubelab models show iris")
+    assert value["served_by"] == [{"service": "iris-svc", "version": 1, "alias": None}]
+    assert "iris-svc: v1" in out
+    run(ip, capsys, "%kubelab serve delete iris-svc")
+    value, out, err = run(ip, capsys, "%kubelab models delete iris")
+    assert not err and value == {"name": "iris", "deleted": True, "message": "model 'iris' deleted"}
+    _, out, err = run(ip, capsys, "%kubelab models show iris")
+    assert assert_one_line(out, err) == "kubelab: model 'iris' not found"
+
+
+def test_serve_deploys_and_prints_one_line_without_a_frontend(fake, ip, capsys):
+    fake.models.register({"name": "iris", "aliases": ["staging"]})
+    value, out, err = run(ip, capsys, "s = %kubelab serve iris-svc --model iris --version staging --group cpu "
+                                      "--size small --gpus 0 --replicas 2")
+    assert not err, err
+    assert fake.serving.calls[-1] == ("deploy", {"name": "iris-svc", "model": "iris", "version": "staging",
+                                                 "resource_group": "cpu", "size": "small", "gpus": 0,
+                                                 "replicas": 2})
+    assert out.strip() == ("kubelab: inference service 'iris-svc' deployed (Starting); "
+                           "check it with %kubelab serve status iris-svc")
+    s = ip.user_ns["s"]
+    assert s["name"] == "iris-svc" and s["state"] == "Starting" and type(pickle.loads(pickle.dumps(s))) is dict
+    value, out, err = run(ip, capsys, "%kubelab serve status iris-svc")
+    assert value["state"] == "Ready" and "2/2 ready" in out and "%kubelab predict iris-svc DATA" in out
+    value, out, _ = run(ip, capsys, "%kubelab serve list")
+    assert [s["name"] for s in value] == ["iris-svc"] and "inference services (1)" in out and "v1" in out
+    _, out, err = run(ip, capsys, "%kubelab serve status nope")
+    assert assert_one_line(out, err) == "kubelab: inference service 'nope' not found"
+
+
+def test_serve_update_rollback_and_delete(fake, ip, capsys):
+    fake.models.register({"name": "iris"})
+    fake.models.register({"name": "iris"})
+    run(ip, capsys, "%kubelab serve iris-svc --model iris --version 1")
+    value, out, err = run(ip, capsys, "%kubelab serve update iris-svc --version v2 --replicas 3")
+    assert fake.serving.calls[-1] == ("update", "iris-svc", {"version": "v2", "replicas": 3})
+    assert "kubelab: inference service 'iris-svc' updated (Ready)" in out
+    value, out, err = run(ip, capsys, "%kubelab serve rollback iris-svc")
+    assert fake.serving.calls[-2] == ("rollback", "iris-svc") and value["version"] == 1
+    assert "rolled back to version 1" in out
+    value, out, err = run(ip, capsys, "%kubelab serve delete iris-svc")
+    assert value == {"name": "iris-svc", "deleted": True, "message": "inference service 'iris-svc' deleted"}
+    assert "inference service 'iris-svc' deleted" in out
+    _, out, err = run(ip, capsys, "%kubelab serve delete iris-svc")
+    assert assert_one_line(out, err) == "kubelab: inference service 'iris-svc' not found"
+
+
+def test_serving_a_service_named_like_a_command_needs_model_first(fake, ip, capsys):
+    fake.models.register({"name": "iris"})
+    _, out, err = run(ip, capsys, "%kubelab serve list --model iris")
+    assert_one_line(out, err, "serve list: unrecognized arguments: --model iris")
+    value, out, err = run(ip, capsys, "%kubelab serve --model iris iris-svc")
+    assert not err and fake.serving.calls[-1] == ("deploy", {"name": "iris-svc", "model": "iris"})
+
+
+@pytest.fixture
+def served(fake, ip, capsys):
+    fake.models.register({"name": "iris"})
+    fake.serving.states = ["Ready"]
+    run(ip, capsys, "%kubelab serve iris --model iris")
+    return fake
+
+
+@pytest.mark.parametrize("setup, expr, rows", [
+    ("X = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]", "X", [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]),
+    ("X = [(1, 2), (3, 4), (5, 6)]", "X[:2]", [[1, 2], [3, 4]]),
+    ("", "[5.1, 3.5, 1.4, 0.2]", [[5.1, 3.5, 1.4, 0.2]]),
+    ("import numpy as np; X = np.arange(12, dtype=np.float32).reshape(3, 4)", "X[:2]",
+     [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]]),
+    ("import numpy as np; X = np.arange(12).reshape(3, 4)", "X[1]", [[4, 5, 6, 7]]),
+    ("import numpy as np; X = [np.float64(1.5), np.int64(2)]", "X", [[1.5, 2]]),
+    ("import pandas as pd; df = pd.DataFrame({'a': [1.0, 2.0, 3.0], 'b': [4, 5, 6]})", "df[['a', 'b']].head(2)",
+     [[1.0, 4.0], [2.0, 5.0]]),
+    ("import pandas as pd; df = pd.DataFrame({'a': [1.0, 2.0], 'b': [4, 5]})", "df.iloc[1]", [[2.0, 5.0]]),
+    ("", "{'data': [[1, 2]]}", [[1, 2]]),
+])
+def test_predict_converts_data_to_rows(served, ip, capsys, setup, expr, rows):
+    if setup:
+        run(ip, capsys, setup)
+    value, out, err = run(ip, capsys, f"out = %kubelab predict iris {expr}")
+    assert not err, err
+    call = served.serving.calls[-1]
+    assert call == ("predict", "iris", {"data": rows}) and json.dumps(call[2])
+    assert type(call[2]["data"][0][0]) in (int, float)
+    out_value = ip.user_ns["out"]
+    assert out_value == {"label": [0, 2], "probabilities": [[0.9, 0.05, 0.05], [0.1, 0.2, 0.7]]}
+    assert type(pickle.loads(pickle.dumps(out_value))) is dict
+    assert f"iris: model iris version 1, {len(rows)} row" in out_value._kl_bundle()[0]
+
+
+def test_predict_sends_a_v2_request_as_is_and_shows_a_table(served, ip, capsys):
+    body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [2, 4], "data": [1, 2, 3, 4, 5, 6, 7, 8]}]}
+    ip.user_ns["req"] = body
+    value, out, err = run(ip, capsys, "%kubelab predict iris req")
+    assert not err and served.serving.calls[-1] == ("predict", "iris", body)
+    text, markup = value._kl_bundle()
+    assert text.splitlines()[0] == "iris: model iris version 1, 2 rows"
+    assert text.splitlines()[1].split() == ["row", "label", "probabilities"]
+    assert text.splitlines()[3].split(None, 2) == ["0", "0", "[0.9, 0.05, 0.05]"]
+    assert "<table" in markup and "[0.1, 0.2, 0.7]" in markup
+
+
+def test_predict_errors_from_the_service_are_one_line(served, ip, capsys):
+    def refuse(name, body):
+        raise Conflict(f"inference service {name!r} is not ready (Starting)")
+    served.serving.predict = refuse
+    _, out, err = run(ip, capsys, "%kubelab predict iris [[1, 2, 3, 4]]")
+    assert assert_one_line(out, err) == "kubelab: inference service 'iris' is not ready (Starting)"
+
+
+def test_shaped_outputs():
+    resp = {"outputs": [{"name": "a", "shape": [2, 2, 2], "data": list(range(8))},
+                        {"name": "b", "shape": [3], "data": [1, 2, 3]},
+                        {"name": "c", "shape": [2, 2], "data": [1, 2, 3]},  # does not fit: left flat
+                        {"name": "d", "shape": [2, -1], "data": [1, 2]}]}
+    flat = {o["name"]: o["data"] for o in resp["outputs"]}
+    assert M.shaped(flat, resp) == {"a": [[[0, 1], [2, 3]], [[4, 5], [6, 7]]], "b": [1, 2, 3], "c": [1, 2, 3],
+                                    "d": [1, 2]}
+    assert M.shaped(flat, None) == flat
+
+
+def test_predict_help_and_serve_help(ip, capsys):
+    _, out, err = run(ip, capsys, "%kubelab predict --help")
+    assert out.startswith("usage: %kubelab predict NAME") and "DATA" in out and not err
+    _, out, err = run(ip, capsys, "%kubelab serve --help")
+    assert out.startswith("usage: %kubelab serve") and "--replicas" in out and not err
+    _, out, err = run(ip, capsys, "%kubelab models register --help")
+    assert "--metric" in out and "--lineage" in out and not err
+    _, out, _ = run(ip, capsys, "%kubelab help")
+    assert "%kubelab serve NAME --model M" in out and "%kubelab predict NAME DATA" in out
+
+
+def test_service_watcher_polls_until_ready(fake):
+    from kubelab.kernels.widgets import ServiceWatcher
+
+    fake.models.register({"name": "iris"})
+    fake.serving.states = ["Starting", "Starting", "Ready"]
+    s = fake.serving.deploy({"name": "iris", "model": "iris"})
+    w = ServiceWatcher("iris", lambda: fake.serving.status("iris"), interval=0.05, initial=s)
+    assert "Starting" in w.status.value and "refreshing" in w.status.value and w.progress.value == 0
+    w.start()
+    w.join(10)
+    assert w.done and w.view["state"] == "Ready"
+    assert w.progress.value == w.progress.max == 1 and w.progress.bar_style == "success"
+    assert "refreshing" not in w.status.value and "%kubelab predict iris DATA" in w.status.value
+    assert "iris-abc" in w.details.value and w.status_line() == "service iris: Ready | 1/1 ready | model iris v1"
+
+
+def test_service_watcher_waits_for_the_rollout_and_stops_when_failing(fake):
+    from kubelab.kernels.widgets import ServiceWatcher
+
+    views_seen = [
+        {"name": "s", "state": "Ready", "version": 2, "replicas": 1, "ready_replicas": 1,
+         "pods": [{"name": "s-old", "version": "1", "ready": True}, {"name": "s-new", "version": "2"}]},
+        {"name": "s", "state": "Failing", "version": 2, "replicas": 1, "ready_replicas": 0,
+         "problems": ["server failed: cannot load model.onnx"], "pods": [{"name": "s-new", "version": "2"}]},
+    ]
+    w = ServiceWatcher("s", lambda: views_seen.pop(0), interval=0.05)
+    assert w.poll() is False  # Ready, but an old pod still serves version 1
+    w.start()
+    w.join(10)
+    assert w.done and w.view["state"] == "Failing" and w.progress.bar_style == "danger"
+    assert "cannot load model.onnx" in w.details.value and "cannot load model.onnx" in w.status_line()
+
+    def gone():
+        raise NotFound("inference service 's' not found")
+    w = ServiceWatcher("s", gone, interval=0.05).start()
+    w.join(5)
+    assert w.done and "not found" in w.status.value and w.progress.bar_style == "danger"
+
+
+def test_serve_shows_a_live_widget_in_a_kernel(fake, ip, capsys, monkeypatch):
+    shown = []
+    monkeypatch.setattr(views, "_rich_frontend", lambda: True)
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: shown.extend(objs))
+    m = _magics(ip)
+    m.poll_interval = 0.1
+    fake.models.register({"name": "iris"})
+    try:
+        value, out, err = run(ip, capsys, "s = %kubelab serve iris --model iris")
+        assert not err and out.strip() == "", (out, err)
+        import ipywidgets
+
+        assert len(shown) == 1 and isinstance(shown[0], ipywidgets.VBox)
+        watcher = m.watchers[-1]
+        watcher.join(10)
+        assert watcher.done and watcher.view["state"] == "Ready"
+        ip.user_ns["s"]._ipython_display_()  # shown again later: the same live widget
+        assert shown[-1] is shown[0]
+    finally:
+        m.poll_interval = 2.0
