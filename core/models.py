@@ -200,6 +200,7 @@ def serving_objects(settings: WorkspaceSettings, spec: ServingSpec, image: str,
     fetch = {"name": "fetch-model", "image": image, "imagePullPolicy": settings.image_pull_policy,
              "command": ["python", "-m", FETCH_MODULE, "fetch", spec.artifact_uri, MODEL_DIR],
              "envFrom": [{"secretRef": {"name": "kubelab-s3"}}], "volumeMounts": [volume_mount],
+             "terminationMessagePolicy": "FallbackToLogsOnError",
              "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                            "limits": {"cpu": "1", "memory": "1Gi"}}}
     ready = {"httpGet": {"path": f"/v2/models/{spec.name}/ready", "port": HTTP_PORT},

@@ -184,3 +184,41 @@ def test_deploy_refusals_are_4xx(alice):
     assert alice.api("GET", "services/none").status_code == 404
     assert alice.api("POST", "services/none/predict", json={"data": [[1]]}).status_code == 404
     assert alice.api("POST", "services/none/rollback").status_code == 404
+
+
+def test_status_explains_a_failing_service_and_scale_changes_replicas(alice, s3_env, trained):
+    import boto3
+
+    alice.api("DELETE", "services/broken")
+    alice.api("DELETE", "models/broken")
+    v = alice.ok("POST", "models", 201, json={"name": "broken", "path": "models/v1"})
+    # the artifacts disappear behind the registry's back: the fetch must fail, and say so
+    s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    bucket, prefix = v["artifact"]["uri"][len("s3://"):].split("/", 1)
+    for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=o["Key"])
+    alice.ok("POST", "services", 201, json={"name": "broken", "model": "broken"})
+
+    def failing():
+        st = alice.ok("GET", "services/broken")
+        return st if st["state"] == "Failing" else None
+    st = eventually(failing, 180, 2, what="the broken service reported as Failing")
+    assert any("fetch-model failed" in p and "holds no files" in p for p in st["problems"]), st
+    alice.ok("DELETE", "services/broken", 204)
+    alice.ok("DELETE", "models/broken", 204)
+
+    # scale: a healthy service goes to two ready replicas
+    alice.api("DELETE", "services/scaled")
+    alice.api("DELETE", "models/scaled")
+    alice.ok("POST", "models", 201, json={"name": "scaled", "path": "models/v1"})
+    alice.ok("POST", "services", 201, json={"name": "scaled", "model": "scaled"})
+    eventually(lambda: alice.ok("GET", "services/scaled")["state"] == "Ready" or None, 300, 2, what="scaled ready")
+    assert alice.ok("PATCH", "services/scaled", json={"replicas": 2})["replicas"] == 2
+    st = eventually(lambda: (s := alice.ok("GET", "services/scaled"))["ready_replicas"] == 2 and s or None,
+                    300, 2, what="two ready replicas")
+    assert st["state"] == "Ready" and len(st["pods"]) == 2
+    assert alice.api("PATCH", "services/scaled", json={"replicas": 99}).status_code == 400
+    alice.ok("DELETE", "services/scaled", 204)
+    eventually(lambda: alice.api("GET", "services/scaled").status_code == 404, 60, 1, what="scaled gone")
+    alice.ok("DELETE", "models/scaled", 204)
