@@ -7,7 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.kubelab-installed
 
-.PHONY: demo test test-unit bench bench-cluster bench-spawn bench-workloads deps venv build cluster-up cluster-down cluster-status cluster-purge clean
+.PHONY: demo test test-unit bench bench-cluster bench-spawn bench-workloads bench-data deps venv build cluster-up cluster-down cluster-status cluster-purge clean
 
 deps:
 	@scripts/install-deps.sh
@@ -52,7 +52,7 @@ test: build
 test-unit: venv
 	$(VPY) -m pytest -m "not e2e and not teardown" $(PYTEST_ARGS)
 
-bench: bench-cluster bench-spawn bench-workloads
+bench: bench-cluster bench-spawn bench-workloads bench-data
 
 bench-cluster: build
 	$(VPY) benchmarks/bench_cluster.py
@@ -62,6 +62,9 @@ bench-spawn: build
 
 bench-workloads: build
 	$(VPY) benchmarks/bench_workloads.py
+
+bench-data: build
+	$(VPY) benchmarks/bench_data.py
 
 clean: cluster-purge
 	rm -rf $(VENV)

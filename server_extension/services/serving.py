@@ -269,9 +269,9 @@ class ServingService(LoggingConfigurable):
         stored signature), or ``{"inputs": [...]}`` (a V2 request as is)."""
         if not isinstance(body, Mapping) or not (("data" in body) ^ ("inputs" in body)):
             raise BadRequest("send {\"data\": [[...], ...]} or a V2 request {\"inputs\": [...]}")
-        view = self.status(name)
+        view = self._summary(self._require(name))  # one GET: no pod/event listing on the hot path
         if not view["ready_replicas"]:
-            raise Conflict(f"inference service {name!r} is not ready ({view['state']})")
+            raise Conflict(f"inference service {name!r} is not ready (see GET services/{name})")
         if "data" in body:
             version = self.models.version(view["model"], view["version"])
             try:
