@@ -77,12 +77,11 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from devcluster import cluster  # noqa: E402
-from devcluster import hub as devhub  # noqa: E402
 from devcluster import s3 as devs3  # noqa: E402
 from devcluster.kube import Client, list_watch  # noqa: E402
 from devcluster.paths import State  # noqa: E402
 from tests.hubclient import Hub  # noqa: E402
+from common import diff, fmt, hub_up, pct, say  # noqa: E402
 from tests.server_extension.conftest import UserServer  # noqa: E402
 
 USER = "wl-benchdata"
@@ -111,25 +110,6 @@ print(json.dumps({{"rows": X[[0, 60, 120]].tolist(), "pred": lr.predict(X[[0, 60
 
 
 # --- small helpers ----------------------------------------------------------------------------
-
-
-def pct(values: list[float], q: float) -> float | None:
-    v = sorted(x for x in values if x is not None)
-    if not v:
-        return None
-    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
-
-
-def diff(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else b - a
-
-
-def fmt(x: float | None, width: int = 7, digits: int = 2) -> str:
-    return f"{x:{width}.{digits}f}" if x is not None else f"{'-':>{width}}"
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def load() -> str:
@@ -220,19 +200,6 @@ def requests_total(d: dict) -> float | None:
 
 
 # --- the cluster side ---------------------------------------------------------------------------
-
-
-def hub_up(state: State) -> Hub:
-    """The running hub (never restarted: others share it), started only when it is not up."""
-    if not cluster.status(state)["running"]:
-        say("devcluster is not running: starting it")
-        cluster.up(state)
-    try:
-        up = requests.get(f"{devhub.HUB_URL}/hub/api/", timeout=5).status_code == 200
-    except requests.RequestException:
-        up = False
-    url = devhub.HUB_URL if up else devhub.up(state)
-    return Hub(url, devhub.test_token(state))
 
 
 class BenchUser(UserServer):

@@ -57,6 +57,16 @@ def test_register_validates_and_refuses_a_malicious_pickle(alice, trained):
         "lineage": {"dataset": "iris", "notebook": "train.ipynb"}, "aliases": ["production"]})
     assert v1["version"] == 1 and v1["format"] == "onnx" and v1["validation"]["status"] == "valid"
     assert v1["signature"]["inputs"][0]["shape"][-1] == 4 and v1["artifact"]["uri"].endswith("/models/iris/1/")
+    assert alice.ok("GET", "models/iris/versions/production")["version"] == 1
+    assert alice.ok("GET", "models/iris/versions/v1")["validation"]["status"] == "valid"
+    assert alice.api("GET", "models/iris/versions/7").status_code == 404
+    assert alice.ok("PUT", "models/iris/aliases/staging", json={"version": 1})["aliases"] == {
+        "production": 1, "staging": 1}
+    assert alice.ok("DELETE", "models/iris/aliases/staging")["aliases"] == {"production": 1}
+    assert alice.api("DELETE", "models/iris/aliases/staging").status_code == 404
+    assert alice.api("PUT", "models/iris/aliases/v2", json={"version": 1}).status_code == 400
+    assert alice.api("PUT", "models/iris/aliases/canary", json={"version": 9}).status_code == 404
+    assert "iris" in [m["name"] for m in alice.ok("GET", "models")["models"]]
     skl = alice.ok("POST", "models", 201, json={"name": "iris-skl", "path": "models/skl/model.joblib"})
     assert skl["format"] == "sklearn" and skl["validation"]["status"] == "valid"
     assert skl["framework_versions"].get("scikit-learn")

@@ -1,0 +1,42 @@
+"""Helpers the benchmarks share: percentiles, formatting, and the shared hub."""
+from __future__ import annotations
+
+import requests
+
+from devcluster import cluster
+from devcluster import hub as devhub
+from devcluster.paths import State
+from tests.hubclient import Hub
+
+
+def pct(values: list[float], q: float) -> float | None:
+    """The q-quantile (nearest rank) of the values that are not None."""
+    v = sorted(x for x in values if x is not None)
+    if not v:
+        return None
+    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+
+
+def diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else b - a
+
+
+def fmt(x: float | None, width: int = 7, digits: int = 2) -> str:
+    return f"{x:{width}.{digits}f}" if x is not None else f"{'-':>{width}}"
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def hub_up(state: State) -> Hub:
+    """The running hub (never restarted: others share it), started only when it is not up."""
+    if not cluster.status(state)["running"]:
+        say("devcluster is not running: starting it")
+        cluster.up(state)
+    try:
+        up = requests.get(f"{devhub.HUB_URL}/hub/api/", timeout=5).status_code == 200
+    except requests.RequestException:
+        up = False
+    url = devhub.HUB_URL if up else devhub.up(state)
+    return Hub(url, devhub.test_token(state))
