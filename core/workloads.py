@@ -80,7 +80,7 @@ def home_relative(path: Any, home: str, what: str = "path") -> str:
     return rel
 
 
-def _int(value: Any, what: str, lo: int, hi: int) -> int:
+def check_int(value: Any, what: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise WorkloadError(f"{what} must be a whole number between {lo} and {hi}")
     try:
@@ -169,7 +169,7 @@ class Compute:
         except ValueError as e:
             raise WorkloadError(str(e)) from None
         raw = req.get("gpus")
-        gpus = (1 if group.has_gpus else 0) if raw is None else _int(raw, "gpus", 0, 64)
+        gpus = (1 if group.has_gpus else 0) if raw is None else check_int(raw, "gpus", 0, 64)
         try:
             group.check_gpus(gpus)
         except ValueError as e:
@@ -280,9 +280,9 @@ def parse_schedule(req: Mapping[str, Any], settings: WorkspaceSettings, defaults
         name=name, notebook=notebook, schedule=expr.strip(), timezone=tzname,
         compute=Compute.from_request(req, settings), parameters=_parameters(req.get("parameters")),
         suspend=_bool(req.get("suspend", False), "suspend"),
-        timeout_seconds=_int(req.get("timeout_seconds", defaults.timeout_seconds), "timeout_seconds",
+        timeout_seconds=check_int(req.get("timeout_seconds", defaults.timeout_seconds), "timeout_seconds",
                              60, defaults.max_timeout_seconds),
-        retries=_int(req.get("retries", 0), "retries", 0, defaults.max_retries),
+        retries=check_int(req.get("retries", 0), "retries", 0, defaults.max_retries),
         concurrency_policy=policy, webhook=_webhook(req.get("webhook")), notify=_notify(req.get("notify")),
         kernel=kernel, description=desc)
 
@@ -481,10 +481,10 @@ def parse_training(req: Mapping[str, Any], settings: WorkspaceSettings, defaults
     return TrainingSpec(
         name=name, source=source, path=path, compute=Compute.from_request(req, settings), image=image,
         args=tuple(_str_list(req.get("args"), "args")), command=command, env=_str_map(req.get("env"), "env"),
-        workers=_int(req.get("workers", 1), "workers", 1, defaults.max_workers),
-        timeout_seconds=_int(req.get("timeout_seconds", defaults.timeout_seconds), "timeout_seconds", 10,
+        workers=check_int(req.get("workers", 1), "workers", 1, defaults.max_workers),
+        timeout_seconds=check_int(req.get("timeout_seconds", defaults.timeout_seconds), "timeout_seconds", 10,
                              defaults.max_timeout_seconds),
-        retries=_int(req.get("retries", 0), "retries", 0, defaults.max_retries),
+        retries=check_int(req.get("retries", 0), "retries", 0, defaults.max_retries),
         datasets=_bool(req.get("datasets", True), "datasets"), output_model=output_model,
         parameters=_parameters(req.get("parameters")), queue=queue, kernel=kernel)
 

@@ -100,7 +100,7 @@ class ServingService(LoggingConfigurable):
             name = M.check_service_name(merged.get("name"))
             model_name = M.check_model_name(merged.get("model"))
             compute = W.Compute.from_request(merged, self.ws.settings)
-            replicas = W._int(merged.get("replicas", 1), "replicas", 0, self.max_replicas)
+            replicas = W.check_int(merged.get("replicas", 1), "replicas", 0, self.max_replicas)
         except WorkloadError as e:
             raise BadRequest(str(e)) from None
         except PermissionError as e:
