@@ -60,7 +60,6 @@ import hashlib
 import hmac
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -81,7 +80,7 @@ from devcluster import s3 as devs3  # noqa: E402
 from devcluster.kube import Client, list_watch  # noqa: E402
 from devcluster.paths import State  # noqa: E402
 from tests.hubclient import Hub  # noqa: E402
-from common import diff, fmt, hub_up, pct, say  # noqa: E402
+from common import diff, fmt, hub_up, machine, pct, say  # noqa: E402
 from tests.server_extension.conftest import UserServer  # noqa: E402
 
 USER = "wl-benchdata"
@@ -928,13 +927,8 @@ class Table:
 def header(admin: Client, args: argparse.Namespace) -> None:
     import pyarrow
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor() or "?")
-    mem = next((int(ln.split()[1]) // 2**20 for ln in Path("/proc/meminfo").read_text().splitlines()
-                if ln.startswith("MemTotal")), 0)
     say("kubelab datasets + model serving benchmark (figures, not assertions)")
-    say(f"machine: {platform.node()}, {os.cpu_count()} CPUs ({cpu}), {mem} GiB RAM, Linux {platform.release()}, "
-        f"Python {platform.python_version()}, pyarrow {pyarrow.__version__}")
+    say(f"{machine()}, pyarrow {pyarrow.__version__}")
     say(f"load average at start: {load()}")
     version = admin.get("/version").get("gitVersion")
     pods = admin.list("/api/v1/pods")["items"]

@@ -31,7 +31,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -48,7 +47,7 @@ sys.path.insert(0, str(REPO))
 
 from devcluster.kube import Client, list_watch  # noqa: E402
 from devcluster.paths import State  # noqa: E402
-from common import diff, fmt, hub_up, pct, say  # noqa: E402
+from common import diff, fmt, hub_up, machine, pct, say  # noqa: E402
 from tests.server_extension.conftest import UserServer, notebook  # noqa: E402
 
 USER = "wl-bench"
@@ -378,13 +377,8 @@ class Table:
 
 
 def header(admin: Client | None, args: argparse.Namespace) -> None:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor() or "?")
-    mem = next((int(ln.split()[1]) // 2**20 for ln in Path("/proc/meminfo").read_text().splitlines()
-                if ln.startswith("MemTotal")), 0)
     say("kubelab scheduled-notebook benchmark (figures, not assertions)")
-    say(f"machine: {platform.node()}, {os.cpu_count()} CPUs ({cpu}), {mem} GiB RAM, Linux {platform.release()}, "
-        f"Python {platform.python_version()}")
+    say(machine())
     say(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if admin is not None:
         version = admin.get("/version").get("gitVersion")

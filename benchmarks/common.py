@@ -1,6 +1,10 @@
 """Helpers the benchmarks share: percentiles, formatting, and the shared hub."""
 from __future__ import annotations
 
+import os
+import platform
+from pathlib import Path
+
 import requests
 
 from devcluster import cluster
@@ -40,3 +44,13 @@ def hub_up(state: State) -> Hub:
         up = False
     url = devhub.HUB_URL if up else devhub.up(state)
     return Hub(url, devhub.test_token(state))
+
+
+def machine() -> str:
+    """One line naming this machine: host, CPUs, memory, kernel, Python."""
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor() or "?")
+    mem = next((int(ln.split()[1]) // 2**20 for ln in Path("/proc/meminfo").read_text().splitlines()
+                if ln.startswith("MemTotal")), 0)
+    return (f"machine: {platform.node()}, {os.cpu_count()} CPUs ({cpu}), {mem} GiB RAM, Linux {platform.release()}, "
+            f"Python {platform.python_version()}")

@@ -598,6 +598,12 @@ def pending_reason(pods: list[dict[str, Any]], events: list[dict[str, Any]] = ()
     return None
 
 
+def pod_started(pod: dict[str, Any]) -> bool:
+    """Has any container of the pod run (so it has a log)?"""
+    return any((cs.get("state") or {}).get("running") or (cs.get("state") or {}).get("terminated")
+               for cs in pod.get("status", {}).get("containerStatuses") or [])
+
+
 def _failure_message(pods: list[dict[str, Any]]) -> str | None:
     for p in pods:
         for cs in p.get("status", {}).get("containerStatuses") or []:

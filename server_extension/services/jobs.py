@@ -246,8 +246,7 @@ class JobService(LoggingConfigurable):
         if not pods:
             raise Conflict(f"job {name!r} has no pod for worker {worker} (yet, or any more): see its events")
         pod = pods[-1]
-        if not any((cs.get("state") or {}).get("running") or (cs.get("state") or {}).get("terminated")
-                   for cs in pod.get("status", {}).get("containerStatuses") or []):
+        if not W.pod_started(pod):
             raise Conflict(f"worker {worker} of job {name!r} has not started: "
                            + (W.pending_reason([pod]) or "its pod is pending"))
         return self.ws.call(self.ws.kube.logs, pod["metadata"]["name"], follow=follow, tail_lines=tail_lines)

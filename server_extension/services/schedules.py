@@ -292,13 +292,8 @@ class ScheduleService(LoggingConfigurable):
         if not pods:
             raise Conflict(f"run {run_id!r} has no pod (yet, or any more): see its events")
         pod = pods[-1]
-        if pod.get("status", {}).get("phase") == "Pending" and not _started(pod):
+        if pod.get("status", {}).get("phase") == "Pending" and not W.pod_started(pod):
             raise Conflict(f"run {run_id!r} has not started: "
                            + (W.pending_reason([pod]) or "its pod is pending"))
         return self.ws.call(self.ws.kube.logs, pod["metadata"]["name"], follow=follow, tail_lines=tail_lines)
-
-
-def _started(pod: dict) -> bool:
-    return any((cs.get("state") or {}).get("running") or (cs.get("state") or {}).get("terminated")
-               for cs in pod.get("status", {}).get("containerStatuses") or [])
 
