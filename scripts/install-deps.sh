@@ -11,6 +11,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3 python3-venv)
 command -v npm >/dev/null || need+=(npm)
+# Browser tests (Playwright drives Debian's chromium; no browser is downloaded by a tool).
+[ -x /usr/bin/chromium ] || need+=(chromium fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}" >&2
   if [ "$(id -u)" != 0 ]; then echo "install-deps: need root for apt-get (devcluster needs root anyway)" >&2; exit 1; fi

@@ -143,6 +143,12 @@ class WorkspaceHandler(KubelabHandler):
         self.reply(await self.run(self.services.info))
 
 
+class ResourcesHandler(KubelabHandler):
+    @api
+    async def get(self) -> None:
+        self.reply(await self.run(self.services.resources.usage))
+
+
 class CronHandler(KubelabHandler):
     @api
     async def get(self) -> None:
@@ -263,6 +269,7 @@ HANDLERS: list[tuple[str, type]] = [
     (rf"/{API}/version", VersionHandler),
     (rf"/{API}/openapi\.yaml", SpecHandler),
     (rf"/{API}/workspace", WorkspaceHandler),
+    (rf"/{API}/resources", ResourcesHandler),
     (rf"/{API}/cron", CronHandler),
     (rf"/{API}/schedules", SchedulesHandler),
     (rf"/{API}/schedules/{NAME}", ScheduleHandler),

@@ -13,11 +13,12 @@ def _configurables():
     from jupyter_server.extension.application import ExtensionApp
 
     from kubelab.server_extension.app import KubelabApp
-    from kubelab.server_extension.services import (DatasetService, JobService, ModelService, ScheduleService,
-                                                   ServingService, Workspace)
+    from kubelab.server_extension.services import (DatasetService, JobService, ModelService, ResourceService,
+                                                   ScheduleService, ServingService, Workspace)
 
     out = [(KubelabApp, ExtensionApp), (Workspace, None), (ScheduleService, None), (JobService, None),
-           (ModelService, None), (ServingService, None), (DatasetService, None)]
+           (ModelService, None), (ServingService, None), (DatasetService, None),
+           (ResourceService, None)]
     try:
         from kubelab.kernels.magics import KubelabMagics
         from IPython.core.magic import Magics

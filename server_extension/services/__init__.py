@@ -13,12 +13,14 @@ from .datasets import DatasetService
 from .errors import BadRequest, Conflict, Forbidden, NotFound, ServiceError, Unavailable
 from .jobs import JobService
 from .models import ModelService
+from .resources import ResourceService
 from .schedules import ScheduleService
 from .serving import ServingService
 from .workspace import Workspace
 
 __all__ = ["Services", "BadRequest", "Conflict", "Forbidden", "NotFound", "ServiceError", "Unavailable",
-           "Workspace", "ScheduleService", "JobService", "ModelService", "ServingService", "DatasetService"]
+           "Workspace", "ScheduleService", "JobService", "ModelService", "ServingService", "DatasetService",
+           "ResourceService"]
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Services:
     models: ModelService
     serving: ServingService
     datasets: DatasetService
+    resources: ResourceService
 
     @classmethod
     def create(cls, config: Config | None = None, log=None) -> "Services":
@@ -39,7 +42,8 @@ class Services:
         models = ModelService(workspace=ws, **kw)
         return cls(workspace=ws, schedules=ScheduleService(workspace=ws, **kw), jobs=JobService(workspace=ws, **kw),
                    models=models, serving=ServingService(workspace=ws, models=models, **kw),
-                   datasets=DatasetService(workspace=ws, **kw))
+                   datasets=DatasetService(workspace=ws, **kw),
+                   resources=ResourceService(workspace=ws, **kw))
 
     def info(self) -> dict:
         """Who and where: the user, namespace and the resource groups they may use."""

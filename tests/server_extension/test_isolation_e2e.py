@@ -146,7 +146,7 @@ def test_bobs_hub_token_is_refused_by_alices_server(hub, alice, bob, theirs, unc
         # ...but alice's server refuses it, whatever the request
         base = f"{hub.url}/user/{alice.name}/kubelab/api"
         sn, jn, rn = theirs.schedule, theirs.job, theirs.run
-        for method, path in [("GET", "schedules"), ("GET", "jobs"), ("GET", f"schedules/{sn}"),
+        for method, path in [("GET", "schedules"), ("GET", "jobs"), ("GET", "resources"), ("GET", f"schedules/{sn}"),
                              ("GET", f"schedules/{sn}/runs"), ("GET", f"schedules/{sn}/runs/{rn}/logs"),
                              ("POST", f"schedules/{sn}/runs"), ("PATCH", f"schedules/{sn}"),
                              ("GET", f"jobs/{jn}"), ("GET", f"jobs/{jn}/logs"), ("POST", f"jobs/{jn}/cancel"),

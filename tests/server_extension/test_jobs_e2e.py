@@ -70,6 +70,12 @@ def test_gpu_job_gets_its_gpu_waits_on_quota_and_cancel_removes_pods(alice, kube
     eventually(lambda: "gpus " in alice.api("GET", "jobs/gpu-hold/logs").text, 60, 1, what="gpu-hold logged")
     gpus = alice.api("GET", "jobs/gpu-hold/logs").text.split("gpus ", 1)[1].split()[0]
     assert len(gpus.split(",")) == 2, gpus
+    # the Resources panel's numbers: both GPUs held, the quota's GPU headroom used up
+    res = alice.ok("GET", "resources")
+    assert res["namespace"] == alice.namespace and res["gpus_in_use"] == 2, res
+    gpu_row = {r["resource"]: r for r in res["quota"]}["requests.nvidia.com/gpu"]
+    assert gpu_row["used_value"] == 2 and gpu_row["hard_value"] == 2, gpu_row
+    assert {g["name"]: g["gpu_quota_headroom"] for g in res["groups"]}["gpu-a100"] == 0, res["groups"]
 
     # the group's quota (2 GPUs) is used up: the next GPU job waits, and says why
     alice.ok("POST", "jobs", 201, json={"name": "gpu-wait", "resource_group": "gpu-a100", "gpus": 1,
