@@ -80,7 +80,7 @@ from devcluster import s3 as devs3  # noqa: E402
 from devcluster.kube import Client, list_watch  # noqa: E402
 from devcluster.paths import State  # noqa: E402
 from tests.hubclient import Hub  # noqa: E402
-from common import diff, fmt, hub_up, machine, pct, say  # noqa: E402
+from common import admin_s3, diff, fmt, hub_up, machine, pct, say  # noqa: E402
 from tests.server_extension.conftest import UserServer  # noqa: E402
 
 USER = "wl-benchdata"
@@ -132,20 +132,6 @@ def human(n: float | None) -> str:
 
 
 # --- S3: the platform's client and MinIO's live request counters ------------------------------
-
-
-def admin_s3(state: State):
-    """boto3 with the platform's (root) credentials, a pool big enough for the writer threads."""
-    import boto3
-    from botocore.config import Config
-
-    env = devs3.env(state)
-    client = boto3.client("s3", endpoint_url=env.get("AWS_ENDPOINT_URL", devs3.ENDPOINT), region_name=devs3.REGION,
-                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-                          config=Config(s3={"addressing_style": "path"}, max_pool_connections=64,
-                                        retries={"max_attempts": 5, "mode": "standard"}))
-    return client, devs3.bucket_name(state)
 
 
 class MinioCounters:

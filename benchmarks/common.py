@@ -9,6 +9,7 @@ import requests
 
 from devcluster import cluster
 from devcluster import hub as devhub
+from devcluster import s3 as devs3
 from devcluster.paths import State
 from tests.hubclient import Hub
 
@@ -54,3 +55,17 @@ def machine() -> str:
                 if ln.startswith("MemTotal")), 0)
     return (f"machine: {platform.node()}, {os.cpu_count()} CPUs ({cpu}), {mem} GiB RAM, Linux {platform.release()}, "
             f"Python {platform.python_version()}")
+
+
+def admin_s3(state: State):
+    """boto3 with the platform's (root) credentials, a pool big enough for the writer threads."""
+    import boto3
+    from botocore.config import Config
+
+    env = devs3.env(state)
+    client = boto3.client("s3", endpoint_url=env.get("AWS_ENDPOINT_URL", devs3.ENDPOINT), region_name=devs3.REGION,
+                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                          config=Config(s3={"addressing_style": "path"}, max_pool_connections=64,
+                                        retries={"max_attempts": 5, "mode": "standard"}))
+    return client, devs3.bucket_name(state)

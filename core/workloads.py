@@ -11,6 +11,7 @@ schedule keeps running, and stays listed, while its user's server is stopped.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import re
@@ -28,6 +29,10 @@ RUNNER_MODULE = "kubelab.server_extension.runner"
 SCHEDULE_LABEL = f"{L.GROUP}/schedule"
 JOB_LABEL = f"{L.GROUP}/job"
 TRIGGER_ANNOTATION = f"{L.GROUP}/trigger"
+IDEMPOTENCY_ANNOTATION = f"{L.GROUP}/idempotency-key"
+PARAMETERS_SHA_ANNOTATION = f"{L.GROUP}/parameters-sha256"
+CANCELLED_ANNOTATION = f"{L.GROUP}/cancelled"
+CANCELLED_BY_ANNOTATION = f"{L.GROUP}/cancelled-by"
 SPEC_ANNOTATION = f"{L.GROUP}/spec"
 PARAMETERS_ENV = "KUBELAB_PARAMETERS"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
@@ -396,6 +401,37 @@ def run_job_from_cronjob(cronjob: dict[str, Any], run_name: str, trigger: str = 
 def manual_run_name(schedule: str, now: datetime) -> str:
     """``<schedule>-<unix seconds>``: unique per second, <= 63 characters."""
     return f"{schedule}-{int(now.timestamp())}"
+
+
+def triggered_run_name(schedule: str, idempotency_key: str) -> str:
+    """``<schedule>-<10 hex>``, the same for the same key: a repeated key names the
+    same Job, so the apiserver refuses a second one (race-safe), <= 63 characters."""
+    digest = hashlib.sha256(f"{schedule}\0{idempotency_key}".encode("utf-8")).hexdigest()
+    return f"{schedule}-{digest[:10]}"
+
+
+def parameters_digest(parameters: Mapping[str, Any] | None) -> str:
+    return hashlib.sha256(json.dumps(parameters or {}, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def run_parameters(job: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a run's Job passes to the notebook (the schedule's, with overrides merged)."""
+    for c in job.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+        for e in c.get("env", []):
+            if e.get("name") == PARAMETERS_ENV:
+                try:
+                    return json.loads(e.get("value") or "{}")
+                except ValueError:
+                    return {}
+    return {}
+
+
+def cancel_patch(by: str = "") -> dict[str, Any]:
+    """Merge patch stopping a Job's pods while keeping its record (status Cancelled)."""
+    annotations = {CANCELLED_ANNOTATION: "true"}
+    if by:
+        annotations[CANCELLED_BY_ANNOTATION] = by
+    return {"metadata": {"annotations": annotations}, "spec": {"suspend": True}}
 
 
 # -- training jobs --------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ HUB_NAMESPACE = "kubelab-system"
 DEPLOY = REPO / "deploy"
 # What devcluster applies from deploy/, in order (server-side apply).
 MANIFESTS = ["namespace.yaml", "crds/kubelab.io.yaml", "rbac/hub-clusterrole.yaml",
-             "rbac/shared-datasets.yaml", "admission/user-pod-policy.yaml", "s3fs/daemonset.yaml"]
+             "rbac/shared-datasets.yaml", "admission/user-pod-policy.yaml", "s3fs/daemonset.yaml",
+             "networkpolicy/kubelab-system.yaml"]
 
 
 class HubError(RuntimeError):

@@ -15,6 +15,9 @@ c.JupyterHub.cookie_secret_file = f"{state}/hub/cookie_secret"
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:8001"
 c.ConfigurableHTTPProxy.pid_file = f"{state}/hub/proxy.pid"
 c.ConfigurableHTTPProxy.auth_token = os.environ["KUBELAB_PROXY_TOKEN"]
+# A hub restart (hub-down + hub-up, a config change) leaves user servers running,
+# as on zero-to-jupyterhub; `devcluster down` still stops every pod.
+c.JupyterHub.cleanup_servers = False
 
 # Demo login: any user name with the demo password; `admin` is an admin.
 c.JupyterHub.authenticator_class = "dummy"
@@ -36,7 +39,9 @@ c.KubelabSpawner.cmd = ["jupyterhub-singleuser"]
 c.KubelabSpawner.default_url = "/lab"
 # The demo platform accepts scikit-learn's pickle-based models, after the
 # import-allowlist scan (off by default: see ModelService.allow_pickle).
-c.KubelabSpawner.args = ["--ModelService.allow_pickle=True"]
+# The Resources panel and the job form show free GPUs from the admin service's capacity API.
+c.KubelabSpawner.args = ["--ModelService.allow_pickle=True",
+                         "--ResourceService.capacity_url=http://10.244.0.1:10101/services/kubelab-admin/api/capacity"]
 c.KubelabSpawner.start_timeout = 180
 c.KubelabSpawner.http_timeout = 120
 c.KubelabSpawner.hub_namespace = "kubelab-system"
@@ -80,6 +85,14 @@ from kubelab.hub.config import culler_service  # noqa: E402
 _service, _role = culler_service(c.KubelabSpawner.resource_groups)
 c.JupyterHub.services.append(_service)
 c.JupyterHub.load_roles.append(_role)
+
+# Admin pages and the schedule trigger API (after all KubelabSpawner settings: it
+# hands them to the service). On the pod bridge, so user servers reach it too.
+from kubelab.hub.config import admin_service  # noqa: E402
+
+_service, _roles = admin_service(c, url="http://10.244.0.1:10101")
+c.JupyterHub.services.append(_service)
+c.JupyterHub.load_roles.extend(_roles)
 
 # Benchmarks compare with stock KubeSpawner (user namespaces on) on the same cluster.
 if os.environ.get("KUBELAB_HUB_SPAWNER") == "kubespawner":

@@ -6,12 +6,13 @@ from kubelab.core.resource_groups import ResourceGroup, parse_quantity
 from .k8s import Kube
 
 
-def _matches(node: dict, selector: dict[str, str]) -> bool:
+def node_matches(node: dict, selector: dict[str, str]) -> bool:
     labels = node["metadata"].get("labels", {})
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def _requests(pod: dict, resource: str) -> float:
+def pod_request(pod: dict, resource: str) -> float:
+    """What the pod's containers request of ``resource`` (their limit where they set no request)."""
     total = 0.0
     for c in pod["spec"].get("containers", []):
         res = c.get("resources") or {}
@@ -23,7 +24,7 @@ def _requests(pod: dict, resource: str) -> float:
 
 def free_on(nodes: list[dict], pods: list[dict], selector: dict[str, str], gpu_resource: str) -> dict:
     """Allocatable minus requested over the nodes matching ``selector`` (pure)."""
-    names = {n["metadata"]["name"] for n in nodes if _matches(n, selector)}
+    names = {n["metadata"]["name"] for n in nodes if node_matches(n, selector)}
     alloc = {"cpu": 0.0, "memory": 0.0, "gpus": 0.0}
     for n in nodes:
         if n["metadata"]["name"] in names:
@@ -34,9 +35,9 @@ def free_on(nodes: list[dict], pods: list[dict], selector: dict[str, str], gpu_r
     used = {"cpu": 0.0, "memory": 0.0, "gpus": 0.0}
     for p in pods:
         if p["spec"].get("nodeName") in names and p.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
-            used["cpu"] += _requests(p, "cpu")
-            used["memory"] += _requests(p, "memory")
-            used["gpus"] += _requests(p, gpu_resource)
+            used["cpu"] += pod_request(p, "cpu")
+            used["memory"] += pod_request(p, "memory")
+            used["gpus"] += pod_request(p, gpu_resource)
     return {"cpu": alloc["cpu"] - used["cpu"], "memory": alloc["memory"] - used["memory"],
             "gpus": int(alloc["gpus"] - used["gpus"]), "gpus_total": int(alloc["gpus"]), "nodes": len(names)}
 

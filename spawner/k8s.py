@@ -35,6 +35,16 @@ class Kube:
                                 [("fieldManager", FIELD_MANAGER), ("force", "true")],
                                 "application/apply-patch+yaml")
 
+    async def create(self, obj: dict) -> dict:
+        """Create ``obj``; an existing one is an ApiException 409 (nothing is overwritten)."""
+        return await self._call(kinds.collection_path(obj["apiVersion"], obj["kind"], obj["metadata"].get("namespace")),
+                                "POST", obj, [("fieldManager", FIELD_MANAGER)])
+
+    async def patch(self, api_version: str, kind: str, name: str, patch: dict, namespace: str | None = None) -> dict:
+        """JSON merge patch of the fields in ``patch`` only."""
+        return await self._call(f"{kinds.collection_path(api_version, kind, namespace)}/{name}", "PATCH", patch,
+                                [("fieldManager", FIELD_MANAGER)], "application/merge-patch+json")
+
     async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
         try:
             return await self._call(f"{kinds.collection_path(api_version, kind, namespace)}/{name}", "GET")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import time
 import uuid
@@ -86,7 +87,13 @@ class Hub:
         assert r.status_code == 201, r.text
         kid = r.json()["id"]
         try:
-            return asyncio.run(self._run(name, kid, code, timeout))
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(self._run(name, kid, code, timeout))
+            # a loop already runs in this thread (Playwright's sync API): use another thread
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                return pool.submit(asyncio.run, self._run(name, kid, code, timeout)).result()
         finally:
             self.s.delete(f"{self.url}/user/{name}/api/kernels/{kid}", timeout=30)
 

@@ -19,6 +19,10 @@ def _configurables():
     out = [(KubelabApp, ExtensionApp), (Workspace, None), (ScheduleService, None), (JobService, None),
            (ModelService, None), (ServingService, None), (DatasetService, None),
            (ResourceService, None)]
+    from traitlets.config import Application
+
+    from kubelab.hub.admin import KubelabAdmin
+    out.append((KubelabAdmin, Application))
     try:
         from kubelab.kernels.magics import KubelabMagics
         from IPython.core.magic import Magics

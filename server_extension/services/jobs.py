@@ -20,7 +20,7 @@ from .workspace import Workspace, event_view
 
 JOB = ("batch/v1", "Job")
 PYTORCHJOB = ("kubeflow.org/v1", "PyTorchJob")
-CANCELLED = f"{W.L.GROUP}/cancelled"
+CANCELLED = W.CANCELLED_ANNOTATION
 
 
 class JobService(LoggingConfigurable):
@@ -256,8 +256,7 @@ class JobService(LoggingConfigurable):
         """Stop the job's pods and keep its record (status Cancelled)."""
         job = self._get(name)
         if job["kind"] == "Job":
-            self.ws.call(self.ws.kube.patch, *JOB, name,
-                         {"metadata": {"annotations": {CANCELLED: "true"}}, "spec": {"suspend": True}})
+            self.ws.call(self.ws.kube.patch, *JOB, name, W.cancel_patch())
         else:  # the training operator has no suspend: delete the pods' owner
             self.ws.call(self.ws.kube.delete, *PYTORCHJOB, name)
         return self.get(name) if job["kind"] == "Job" else {"name": name, "status": "Cancelled"}

@@ -75,7 +75,9 @@ def test_gpu_job_gets_its_gpu_waits_on_quota_and_cancel_removes_pods(alice, kube
     assert res["namespace"] == alice.namespace and res["gpus_in_use"] == 2, res
     gpu_row = {r["resource"]: r for r in res["quota"]}["requests.nvidia.com/gpu"]
     assert gpu_row["used_value"] == 2 and gpu_row["hard_value"] == 2, gpu_row
-    assert {g["name"]: g["gpu_quota_headroom"] for g in res["groups"]}["gpu-a100"] == 0, res["groups"]
+    a100 = {g["name"]: g for g in res["groups"]}["gpu-a100"]
+    assert a100["gpu_quota_headroom"] == 0, res["groups"]
+    assert a100["free_gpus"] is not None and a100["free_gpus"] >= 0, a100  # from the hub's capacity API
 
     # the group's quota (2 GPUs) is used up: the next GPU job waits, and says why
     alice.ok("POST", "jobs", 201, json={"name": "gpu-wait", "resource_group": "gpu-a100", "gpus": 1,
