@@ -7,7 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.kubelab-installed
 
-.PHONY: demo test test-unit bench bench-cluster bench-spawn bench-workloads bench-data bench-hub deps venv labext test-labext build cluster-up cluster-down cluster-status cluster-purge clean lint-images locks
+.PHONY: demo test test-unit bench bench-cluster bench-spawn bench-workloads bench-data bench-hub bench-ui deps venv labext test-labext build cluster-up cluster-down cluster-status cluster-purge clean lint-images locks
 
 deps:
 	@scripts/install-deps.sh
@@ -89,7 +89,7 @@ lint-images: venv
 locks: venv
 	$(VPY) images/locks.py compile
 
-bench: bench-cluster bench-spawn bench-workloads bench-data bench-hub
+bench: bench-cluster bench-spawn bench-workloads bench-data bench-hub bench-ui
 
 bench-cluster: build
 	$(VPY) benchmarks/bench_cluster.py
@@ -105,6 +105,9 @@ bench-data: build
 
 bench-hub: build
 	$(VPY) benchmarks/bench_hub.py
+
+bench-ui: build
+	$(VPY) benchmarks/bench_ui.py
 
 clean: cluster-purge
 	rm -rf $(VENV)

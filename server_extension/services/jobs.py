@@ -221,7 +221,8 @@ class JobService(LoggingConfigurable):
     def get(self, name: str) -> dict:
         job = self._get(name)
         pods = self._pods(name)
-        events = self.ws.events_for({name, *(p["metadata"]["name"] for p in pods)})
+        events = self.ws.events_for({name, *(p["metadata"]["name"] for p in pods)},
+                                    since=job["metadata"].get("creationTimestamp"))
         view = self._view(job, pods, events)
         view["events"] = [event_view(e) for e in events]
         return view

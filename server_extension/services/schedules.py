@@ -275,15 +275,17 @@ class ScheduleService(LoggingConfigurable):
     def run(self, name: str, run_id: str) -> dict:
         job = self._run_job(name, run_id)
         pods = self._run_pods(run_id)
-        events = self.ws.events_for({run_id, *(p["metadata"]["name"] for p in pods)})
+        events = self.ws.events_for({run_id, *(p["metadata"]["name"] for p in pods)},
+                                    since=job["metadata"].get("creationTimestamp"))
         view = W.run_view(job, pods, events, self._records(name).get(run_id))
         view["events"] = [event_view(e) for e in events]
         return view
 
     def run_events(self, name: str, run_id: str) -> list[dict]:
-        self._run_job(name, run_id)
+        job = self._run_job(name, run_id)
         pods = self._run_pods(run_id)
-        return [event_view(e) for e in self.ws.events_for({run_id, *(p["metadata"]["name"] for p in pods)})]
+        return [event_view(e) for e in self.ws.events_for({run_id, *(p["metadata"]["name"] for p in pods)},
+                                                          since=job["metadata"].get("creationTimestamp"))]
 
     def run_logs(self, name: str, run_id: str, follow: bool = False, tail_lines: int | None = None) -> Iterator[bytes]:
         """The log of the run's latest pod (its latest attempt)."""

@@ -237,7 +237,8 @@ class ServingService(LoggingConfigurable):
             view["conditions"] = obj.get("status", {}).get("conditions", [])
             return view
         pods = self.ws.pods(f"{M.SERVICE_LABEL}={name}")
-        events = self.ws.events_for({name, *(p["metadata"]["name"] for p in pods), *_replicasets(pods)})
+        events = self.ws.events_for({name, *(p["metadata"]["name"] for p in pods), *_replicasets(pods)},
+                                    since=obj["metadata"].get("creationTimestamp"))
         st = obj.get("status", {})
         want = obj["spec"].get("replicas", 1)
         updated = st.get("updatedReplicas") or 0

@@ -172,12 +172,16 @@ class Workspace(LoggingConfigurable):
     def pods(self, selector: str) -> list[dict]:
         return self.call(self.kube.items, "v1", "Pod", label_selector=selector)
 
-    def events_for(self, names: set[str]) -> list[dict]:
-        """Events about the named objects in the namespace, oldest first."""
+    def events_for(self, names: set[str], since: str | None = None) -> list[dict]:
+        """Events about the named objects in the namespace, oldest first.
+
+        ``since`` (the object's creationTimestamp) drops events of an earlier
+        object of the same name (a job deleted and submitted again)."""
+        def when(e: dict) -> str:
+            return e.get("lastTimestamp") or e.get("eventTime") or e["metadata"].get("creationTimestamp") or ""
         evs = [e for e in self.call(self.kube.items, "v1", "Event")
-               if e.get("involvedObject", {}).get("name") in names]
-        evs.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or
-                 e["metadata"].get("creationTimestamp") or "")
+               if e.get("involvedObject", {}).get("name") in names and (not since or when(e)[:19] >= since[:19])]
+        evs.sort(key=when)
         return evs
 
     def require(self, api_version: str, kind: str, name: str, label: tuple[str, str], what: str) -> dict:

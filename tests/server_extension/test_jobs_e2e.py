@@ -1,6 +1,8 @@
 """Training jobs end to end, submitted through a spawned server's REST API."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.server_extension.conftest import notebook
@@ -166,3 +168,19 @@ def test_logs_follow_streams_lines_while_the_job_runs(alice):
     assert [s for s, _ in seen] == [f"tick {i}" for i in range(10)]
     assert seen[-1][1] - seen[0][1] > 2  # lines arrived as they were printed, not all at the end
     alice.ok("DELETE", "jobs/ticker", 204)
+
+
+def test_a_job_submitted_again_under_its_old_name_shows_only_its_own_events(alice):
+    _fresh(alice, "again")
+    body = {"name": "again", "command": ["python", "-c", "print('once')"]}
+    alice.ok("POST", "jobs", 201, json=body)
+    assert _wait(alice, "again")["status"] == "Succeeded"
+    alice.ok("DELETE", "jobs/again", 204)
+    _fresh(alice, "again")
+    time.sleep(1.5)  # the second Job's creationTimestamp falls in a later second than the first's events
+    alice.ok("POST", "jobs", 201, json=body)
+    assert _wait(alice, "again")["status"] == "Succeeded"
+    events = alice.ok("GET", "jobs/again/events")["events"]
+    completed = [e for e in events if e["object"] == "Job/again" and e["reason"] == "Completed"]
+    assert len(completed) == 1, events  # not the first job's as well
+    alice.ok("DELETE", "jobs/again", 204)

@@ -1,0 +1,155 @@
+"""Browser tests: JupyterLab (and the hub's pages) in Debian's Chromium, driven by Playwright.
+
+Playwright never downloads a browser here: it launches /usr/bin/chromium
+(scripts/install-deps.sh installs it). The servers are real: the hub on
+devcluster spawns each user's JupyterLab, whose kubelab extension talks to
+devcluster's apiserver and S3. Screenshots land in test-artifacts/ui/.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.hubclient import Hub
+
+CHROMIUM = os.environ.get("KUBELAB_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps dialling Google on this closed network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
+PASSWORD = "kubelab"  # devcluster's demo password (devcluster/jupyterhub_config.py)
+PANELS = ("datasets", "schedules", "jobs", "models", "services", "resources")
+LIVE_PAGES: list = []  # screenshotted when a test fails (test-artifacts/ui/FAILED-*.png)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        for i, page in enumerate(p for p in LIVE_PAGES if not p.is_closed()):
+            try:
+                out = Path(item.config.rootpath) / "test-artifacts" / "ui" / f"FAILED-{item.name[:80]}-{i}.png"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(out), full_page=True)
+            except Exception:  # noqa: BLE001 - a failing screenshot must not hide the test's failure
+                pass
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium for the session."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-deps.sh (Debian's chromium)", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+    pw.stop()
+
+
+@pytest.fixture(scope="session")
+def shots(artifacts: Path) -> Path:
+    d = artifacts / "ui"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def login(chromium, hub: Hub, user: str, viewport=(1440, 900), color_scheme: str = "light"):
+    """A browser context logged into the hub as ``user`` (the hub's real login form)."""
+    ctx = chromium.new_context(base_url=hub.url, viewport={"width": viewport[0], "height": viewport[1]},
+                               color_scheme=color_scheme)
+    ctx.set_default_timeout(60_000)
+    page = ctx.new_page()
+    LIVE_PAGES.append(page)
+    page.goto("/hub/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(r".*/(hub/(home|spawn.*|spawn-pending.*)|user/.*)$"))
+    return ctx, page
+
+
+@dataclass
+class Lab:
+    """A user's JupyterLab in the browser, with the kubelab sidebar open."""
+
+    page: object
+    user: str
+    shots: Path
+    errors: list = None
+
+    def __post_init__(self):
+        self.errors = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def open(self, path: str = "") -> "Lab":
+        url = f"/user/{self.user}/lab" + (f"/tree/{path}" if path else "")
+        self.page.goto(url)
+        self.page.wait_for_selector("#jp-main-dock-panel", state="visible", timeout=120_000)
+        self.page.wait_for_function("() => !document.querySelector('#jupyterlab-splash')", timeout=120_000)
+        return self
+
+    def sidebar(self) -> "Lab":
+        """Open the kubelab sidebar (its tab in the left area)."""
+        if not self.page.locator("#kubelab-sidebar").is_visible():
+            self.page.locator('.jp-SideBar [data-id="kubelab-sidebar"]').click()
+        self.page.locator("#kubelab-sidebar").wait_for(state="visible")
+        return self
+
+    def panel(self, name: str):
+        """A panel's root; expanded if it was collapsed."""
+        self.sidebar()
+        for other in PANELS:  # collapse the others, as a user focusing on one panel would
+            el = self.page.get_by_test_id(f"kubelab-panel-{other}")
+            if other != name and el.is_visible():
+                self._title(el).click()
+                el.wait_for(state="hidden")
+        root = self.page.get_by_test_id(f"kubelab-panel-{name}")
+        root.wait_for(state="attached")
+        if not root.is_visible():  # collapsed: click its title in the accordion
+            self._title(root).click()
+        root.wait_for(state="visible")
+        return root
+
+    def _title(self, panel):
+        return self.page.locator(f"[id='{panel.get_attribute('aria-labelledby')}']")
+
+    def row(self, panel, name: str):
+        return panel.locator(f'[data-testid="kubelab-row"][data-name="{name}"]')
+
+    def shot(self, name: str, locator=None) -> Path:
+        path = self.shots / f"{name}.png"
+        (locator or self.page).screenshot(path=str(path))
+        assert path.stat().st_size > 5_000, f"screenshot {path} looks empty"
+        return path
+
+
+def ensure_server(hub: Hub, user: str, groups=(), options: dict | None = None) -> None:
+    hub.ensure_user(user, list(groups))
+    if not (hub.server(user) or {}).get("ready"):
+        r = hub.start(user, options or {"resource_group": "cpu"})
+        assert r.status_code in (201, 202, 400), r.text
+        hub.wait_ready(user)
+
+
+@pytest.fixture(scope="module")
+def lab_for(chromium, hub: Hub, shots: Path):
+    """``lab_for(user)``: a logged-in JupyterLab page for a user whose server runs (spawned if needed)."""
+    opened = []
+
+    def make(user: str, groups=(), options: dict | None = None) -> Lab:
+        ensure_server(hub, user, groups, options)
+        ctx, page = login(chromium, hub, user)
+        opened.append(ctx)
+        return Lab(page, user, shots).open()
+
+    yield make
+    for ctx in opened:
+        ctx.close()
