@@ -96,16 +96,35 @@ def role_binding(ns: str, username: str) -> dict[str, Any]:
             "subjects": [{"kind": "ServiceAccount", "name": USER_SERVICE_ACCOUNT, "namespace": ns}]}
 
 
+# Cloud instance-metadata endpoints (AWS/GCP/Azure IPv4, AWS IPv6): they hand out the
+# node's own cloud credentials, which must never reach a user's pod.
+METADATA_CIDRS = ("169.254.169.254/32", "fd00:ec2::254/128")
+
+
 def network_policy(ns: str, username: str, hub_namespace: str,
-                   hub_pod_labels: dict[str, str] | None = None) -> dict[str, Any]:
-    """Ingress only from inside the namespace and from the hub/proxy; nothing from other users."""
+                   hub_pod_labels: dict[str, str] | None = None,
+                   egress_deny: tuple[str, ...] | list[str] = METADATA_CIDRS) -> dict[str, Any]:
+    """Ingress only from inside the namespace and from the hub/proxy; nothing from other users.
+
+    Egress is open (pods, DNS, S3, package mirrors) except to ``egress_deny``
+    (the metadata endpoints by default); an empty ``egress_deny`` leaves egress
+    unrestricted."""
     hub_peer: dict[str, Any] = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": hub_namespace}}}
     if hub_pod_labels:
         hub_peer["podSelector"] = {"matchLabels": dict(hub_pod_labels)}
+    spec: dict[str, Any] = {"podSelector": {}, "policyTypes": ["Ingress"],
+                            "ingress": [{"from": [{"podSelector": {}}, hub_peer]}]}
+    if egress_deny:
+        v4 = [c for c in egress_deny if ":" not in c]
+        v6 = [c for c in egress_deny if ":" in c]
+        spec["policyTypes"] = ["Ingress", "Egress"]
+        spec["egress"] = [{"to": [
+            {"namespaceSelector": {}},  # every pod in the cluster (DNS, services); ipBlock need not match pod IPs
+            {"ipBlock": {"cidr": "0.0.0.0/0", **({"except": v4} if v4 else {})}},
+            {"ipBlock": {"cidr": "::/0", **({"except": v6} if v6 else {})}},
+        ]}]
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": _meta("kubelab-isolation", ns, username, "network"),
-            "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
-                     "ingress": [{"from": [{"podSelector": {}}, hub_peer]}]}}
+            "metadata": _meta("kubelab-isolation", ns, username, "network"), "spec": spec}
 
 
 def s3_credentials_secret(ns: str, username: str, creds: dict[str, str], endpoint: str, bucket: str) -> dict[str, Any]:

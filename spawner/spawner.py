@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
 from tornado import web
-from traitlets import Bool, Dict, Int, List, Unicode, default, validate
+from traitlets import Bool, Dict, Int, List, TraitError, Unicode, default, validate
 
 from kubelab.core import labels as L
 from kubelab.core import manifests, names
@@ -85,6 +85,32 @@ class KubelabSpawner(KubeSpawner):
             c.KubelabSpawner.hub_pod_labels = {"hub.jupyter.org/network-access-singleuser": "true"}
         """,
     )
+
+    egress_deny_cidrs = List(
+        Unicode(),
+        list(manifests.METADATA_CIDRS),
+        config=True,
+        help="""
+        Addresses user pods may not reach (the per-user NetworkPolicy's egress
+        ``except``). The default blocks the cloud instance-metadata endpoints,
+        which hand out the node's own cloud credentials; everything else stays
+        reachable. An empty list leaves egress unrestricted.
+
+        Example::
+
+            c.KubelabSpawner.egress_deny_cidrs = ["169.254.169.254/32", "fd00:ec2::254/128", "10.0.0.0/24"]
+        """,
+    )
+
+    @validate("egress_deny_cidrs")
+    def _check_cidrs(self, proposal):
+        import ipaddress
+        for cidr in proposal["value"]:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise TraitError(f"egress_deny_cidrs: {cidr!r} is not an IP network such as 169.254.169.254/32") from None
+        return proposal["value"]
 
     quota = Dict(
         {
@@ -437,7 +463,8 @@ class KubelabSpawner(KubeSpawner):
             manifests.service_account(ns, user),
             manifests.role(ns, user),
             manifests.role_binding(ns, user),
-            manifests.network_policy(ns, user, self.hub_namespace, self.hub_pod_labels or None),
+            manifests.network_policy(ns, user, self.hub_namespace, self.hub_pod_labels or None,
+                                     self.egress_deny_cidrs),
         ]
         if s3_creds is not None:
             objs.append(manifests.s3_credentials_secret(ns, user, s3_creds, self.s3_endpoint_url, self.s3_bucket))

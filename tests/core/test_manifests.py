@@ -41,7 +41,17 @@ def test_network_policy_allows_same_namespace_and_hub_only():
     hub = [p for p in peers if "namespaceSelector" in p][0]
     assert hub["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "jhub"}
     assert hub["podSelector"]["matchLabels"] == {"component": "proxy"}
-    assert np["spec"]["policyTypes"] == ["Ingress"]
+    assert np["spec"]["policyTypes"] == ["Ingress", "Egress"]
+
+
+def test_network_policy_egress_is_open_but_the_metadata_endpoint():
+    np = m.network_policy("kubelab-alice", "alice", "jhub")
+    (rule,) = np["spec"]["egress"]
+    assert {"namespaceSelector": {}} in rule["to"]
+    blocks = {p["ipBlock"]["cidr"]: p["ipBlock"].get("except") for p in rule["to"] if "ipBlock" in p}
+    assert blocks == {"0.0.0.0/0": ["169.254.169.254/32"], "::/0": ["fd00:ec2::254/128"]}
+    open_egress = m.network_policy("kubelab-alice", "alice", "jhub", egress_deny=())
+    assert open_egress["spec"]["policyTypes"] == ["Ingress"] and "egress" not in open_egress["spec"]
 
 
 def test_limit_range_sets_defaults():
