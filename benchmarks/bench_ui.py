@@ -125,7 +125,7 @@ def create_many(admin: Client, objs: list[dict], path) -> None:
 
 
 def count(admin: Client, api: str, resource: str, selector: str) -> int:
-    return len(admin.get(Client.path(api, resource, NS), params={"labelSelector": selector})["items"])
+    return len(admin.list(Client.path(api, resource, NS), labelSelector=selector)["items"])
 
 
 def wait_job(me: UserServer, path: str, timeout: float = 300) -> dict:

@@ -175,5 +175,7 @@ def test_login_spawn_on_a_gpu_browse_train_register_serve_predict_schedule(hub, 
     logs = schedules.get_by_test_id("kubelab-logs")
     eventually(lambda: "report for monday" in logs.inner_text(), 60, 1, what="the run's log")
     lab.shot("journey-6-schedule", schedules)
-    assert me.ok("GET", "schedules/journey-report")["schedule"] == "0 7 * * *"
+    report = me.ok("GET", "schedules/journey-report")
+    # the form's default for a schedule: the CPU group, no GPU (the server itself is on an A100)
+    assert report["schedule"] == "0 7 * * *" and report["resource_group"] == "cpu" and report["gpus"] == 0, report
     assert not [e for e in lab.errors if "kubelab" in e.lower()], lab.errors

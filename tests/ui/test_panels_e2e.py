@@ -68,7 +68,8 @@ def test_schedule_a_notebook_from_its_toolbar_and_watch_the_run(lab, me):
 
     row = lab.row(panel, "ui-hello")
     row.wait_for()
-    assert me.ok("GET", "schedules/ui-hello")["schedule"] == "30 6 * * 1-5"
+    created = me.ok("GET", "schedules/ui-hello")
+    assert created["schedule"] == "30 6 * * 1-5" and created["resource_group"] == "cpu" and created["gpus"] == 0
     row.get_by_role("button", name="Run now", exact=True).click()
     run = panel.get_by_test_id("kubelab-run").first
     run.wait_for()

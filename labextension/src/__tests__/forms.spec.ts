@@ -1,6 +1,6 @@
 import { dnsName } from '../components/common';
 import { homePath, searchPrefix } from '../components/DatasetsPanel';
-import { groupLabel } from '../components/JobsPanel';
+import { computeRequest, defaultGroup, groupLabel } from '../components/ComputeFields';
 import { parseRequest, serviceState } from '../components/ServicesPanel';
 import { CRON_PRESETS, jobSource, parseParameters, presetOf } from '../forms';
 
@@ -108,6 +108,43 @@ describe('resource group picker', () => {
       'GPU A100: free GPUs unknown'
     );
     expect(groupLabel({ ...group, max_gpus: 0, display_name: 'CPU' })).toBe('CPU: no GPUs');
+  });
+
+  const cpu = { ...group, name: 'cpu', display_name: 'CPU', gpu_resource: '', gpu_type: '', max_gpus: 0 };
+  const workspace = (groups: (typeof group)[], dflt: string | null) => ({
+    user: 'alice',
+    namespace: 'kubelab-alice',
+    image: 'kubelab/notebook',
+    home: '/home/jovyan',
+    default_resource_group: dflt,
+    resource_groups: groups
+  });
+  it('starts schedules on the first group without GPUs, jobs on the default group', () => {
+    expect(defaultGroup(workspace([group, cpu], 'gpu-a100'), true)).toBe('cpu');
+    expect(defaultGroup(workspace([group, cpu], 'gpu-a100'))).toBe('gpu-a100');
+    // every group has GPUs: the default group; no default: the first group
+    expect(defaultGroup(workspace([{ ...group, name: 'gpu-h100' }, group], 'gpu-a100'), true)).toBe('gpu-a100');
+    expect(defaultGroup(workspace([group], null), true)).toBe('gpu-a100');
+    expect(defaultGroup(workspace([], null), true)).toBe('');
+  });
+
+  it('asks for 0 GPUs outside a GPU group and checks the count inside one', () => {
+    expect(computeRequest({ group: 'cpu', size: 'small', gpus: '3', selected: cpu })).toEqual({
+      resource_group: 'cpu',
+      size: 'small',
+      gpus: 0
+    });
+    expect(computeRequest({ group: '', size: '', gpus: '0', selected: undefined })).toEqual({
+      resource_group: null,
+      size: null,
+      gpus: 0
+    });
+    expect(computeRequest({ group: 'gpu-a100', size: 'large', gpus: '2', selected: group }).gpus).toBe(2);
+    for (const bad of ['-1', '1.5', '', 'two']) {
+      expect(() => computeRequest({ group: 'gpu-a100', size: '', gpus: bad, selected: group })).toThrow(
+        'GPUs: a whole number, 0 or more'
+      );
+    }
   });
 });
 

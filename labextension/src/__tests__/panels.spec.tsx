@@ -4,7 +4,7 @@
  */
 import { act, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
 import React from 'react';
-import { Job, kubelabApi, KubelabApi, Resources, Run, Schedule } from '../api';
+import { Job, kubelabApi, KubelabApi, ResourceGroup, Resources, Run, Schedule, Workspace } from '../api';
 import { JobsPanel } from '../components/JobsPanel';
 import { ResourcesView } from '../components/ResourcesPanel';
 import { ScheduleForm, SchedulesPanel } from '../components/SchedulesPanel';
@@ -81,6 +81,56 @@ function job(name: string, s: Job['status'], extra: Partial<Job> = {}): Job {
   return { ...status, name, kind: 'Job', created: null, model_artifact: null, status: s, workers: 1, ...extra };
 }
 
+function group(name: string, maxGpus: number, sizes: string[]): ResourceGroup {
+  return {
+    name,
+    display_name: maxGpus ? 'GPU A100' : 'CPU',
+    description: '',
+    node_selector: {},
+    tolerations: [],
+    gpu_resource: maxGpus ? 'nvidia.com/gpu' : '',
+    gpu_type: maxGpus ? 'A100' : '',
+    max_gpus: maxGpus,
+    sizes: sizes.map(n => ({ name: n, display_name: '', cpu: '2', memory: '4Gi' })),
+    allowed_groups: [],
+    requires_approval: false,
+    idle_timeout: 0
+  };
+}
+
+/** A user whose default group has GPUs (a server spawned there), and a CPU group listed after it. */
+const workspaceData: Workspace = {
+  user: 'alice',
+  namespace: 'kubelab-alice',
+  image: 'kubelab/notebook',
+  home: '/home/jovyan',
+  default_resource_group: 'gpu-a100',
+  resource_groups: [group('gpu-a100', 4, ['gpu-small', 'gpu-large']), group('cpu', 0, ['small', 'medium'])]
+};
+
+const resourcesData: Resources = {
+  namespace: 'kubelab-alice',
+  gpus_in_use: 2,
+  quota: [],
+  groups: [
+    {
+      name: 'gpu-a100',
+      display_name: 'GPU A100',
+      gpu_resource: 'nvidia.com/gpu',
+      max_gpus: 4,
+      free_gpus: 2,
+      gpu_quota_headroom: 3
+    },
+    { name: 'cpu', display_name: 'CPU', gpu_resource: null, max_gpus: 0, free_gpus: null, gpu_quota_headroom: null }
+  ]
+};
+
+/** What the compute fields (Resource group, Size, GPUs) read. */
+const compute = {
+  workspace: () => Promise.resolve(workspaceData),
+  resources: () => Promise.resolve(resourcesData)
+};
+
 function rowOf(name: string): HTMLElement {
   const row = document.querySelector(`[data-testid="kubelab-row"][data-name="${name}"]`);
   if (!row) {
@@ -134,6 +184,7 @@ describe('Schedules panel', () => {
     const requests = new FormRequests<{ notebook: string }>();
     requests.request({ notebook: 'reports/Daily Sales.ipynb' });
     const api = fakeApi({
+      ...compute,
       listSchedules: () => Promise.resolve({ schedules: [] }),
       cron: () => Promise.resolve({ schedule: '0 6 * * *', timezone: 'UTC', next_runs: [], next_runs_local: [] })
     });
@@ -155,7 +206,7 @@ describe('the cron field', () => {
         next_runs_local: ['2030-01-07T06:30:00+01:00', '2030-01-08T06:30:00+01:00', '2030-01-09T06:30:00+01:00']
       })
     );
-    mount(<ScheduleForm onCreated={() => undefined} onClose={() => undefined} />, fakeApi({ cron }));
+    mount(<ScheduleForm onCreated={() => undefined} onClose={() => undefined} />, fakeApi({ ...compute, cron }));
     fireEvent.change(screen.getByLabelText('Time zone'), { target: { value: 'Europe/Berlin' } });
     fireEvent.change(screen.getByLabelText('Schedule'), { target: { value: '30 6 * * 1-5' } });
     const preview = await screen.findByTestId('kubelab-cron-preview');
@@ -173,21 +224,32 @@ describe('the cron field', () => {
 
   it("shows the server's message for an invalid expression", async () => {
     const cron = jest.fn(() => Promise.reject(new ApiError(400, 'schedule: expected 5 fields, got 2')));
-    mount(<ScheduleForm onCreated={() => undefined} onClose={() => undefined} />, fakeApi({ cron }));
+    mount(<ScheduleForm onCreated={() => undefined} onClose={() => undefined} />, fakeApi({ ...compute, cron }));
     fireEvent.change(screen.getByLabelText('Schedule'), { target: { value: '* *' } });
     const alert = await screen.findByRole('alert');
     expect(alert.textContent).toContain('schedule: expected 5 fields, got 2');
     expect(screen.queryByTestId('kubelab-cron-preview')).toBeNull();
   });
 
-  it('creates the schedule from the form, parameters parsed', async () => {
+  it('creates the schedule from the form, parameters parsed, on the CPU group with 0 GPUs', async () => {
     const createSchedule = jest.fn((body: unknown) => Promise.resolve(schedule('nightly', body as Schedule)));
     const onCreated = jest.fn();
     const cron = () => Promise.resolve({ schedule: '', timezone: 'UTC', next_runs: [], next_runs_local: [] });
     mount(
       <ScheduleForm notebook="etl.ipynb" onCreated={onCreated} onClose={() => undefined} />,
-      fakeApi({ cron, createSchedule })
+      fakeApi({ ...compute, cron, createSchedule })
     );
+    // The workspace default has GPUs, but a report rarely needs one: the CPU group is preselected.
+    const groupSelect = screen.getByLabelText('Resource group') as HTMLSelectElement;
+    await waitFor(() => expect(groupSelect.value).toBe('cpu'));
+    await waitFor(() =>
+      expect(Array.from(groupSelect.options).map(o => o.textContent)).toEqual([
+        'GPU A100: 2 GPUs free, quota allows 3 more',
+        'CPU: no GPUs'
+      ])
+    );
+    expect((screen.getByLabelText('Size') as HTMLSelectElement).value).toBe('small');
+    expect(screen.queryByLabelText('GPUs')).toBeNull();
     fireEvent.change(screen.getByLabelText('Name'), { target: { value: 'nightly' } });
     fireEvent.change(screen.getByLabelText('Time zone'), { target: { value: 'UTC' } });
     fireEvent.change(screen.getByLabelText('Parameters'), { target: { value: 'alpha=0.5\nday="mon"' } });
@@ -198,27 +260,64 @@ describe('the cron field', () => {
       notebook: 'etl.ipynb',
       schedule: '0 6 * * *',
       timezone: 'UTC',
+      resource_group: 'cpu',
+      size: 'small',
+      gpus: 0,
       parameters: { alpha: 0.5, day: 'mon' }
     });
+  });
+
+  it('asks for GPUs only when a GPU group and a GPU count are chosen', async () => {
+    const createSchedule = jest.fn((body: unknown) => Promise.resolve(schedule('train-nightly', body as Schedule)));
+    const onCreated = jest.fn();
+    const cron = () => Promise.resolve({ schedule: '', timezone: 'UTC', next_runs: [], next_runs_local: [] });
+    mount(
+      <ScheduleForm notebook="train.ipynb" onCreated={onCreated} onClose={() => undefined} />,
+      fakeApi({ ...compute, cron, createSchedule })
+    );
+    const groupSelect = screen.getByLabelText('Resource group') as HTMLSelectElement;
+    await waitFor(() => expect(groupSelect.value).toBe('cpu'));
+    fireEvent.change(groupSelect, { target: { value: 'gpu-a100' } });
+    // The GPU group's field appears at 0: a schedule does not take a GPU unless asked to.
+    const gpus = (await screen.findByLabelText('GPUs')) as HTMLInputElement;
+    expect(gpus.value).toBe('0');
+    expect(gpus.max).toBe('4');
+    expect((screen.getByLabelText('Size') as HTMLSelectElement).value).toBe('gpu-small');
+    fireEvent.change(screen.getByLabelText('Size'), { target: { value: 'gpu-large' } });
+    fireEvent.change(gpus, { target: { value: '1' } });
+    fireEvent.submit(screen.getByLabelText('Name').closest('form')!);
+    await waitFor(() => expect(onCreated).toHaveBeenCalled());
+    expect(createSchedule).toHaveBeenCalledWith(
+      expect.objectContaining({ name: 'train', resource_group: 'gpu-a100', size: 'gpu-large', gpus: 1 })
+    );
   });
 });
 
 describe('errors from the server', () => {
   it('show the {code, message} answer in an alert, through the real client', async () => {
-    fakeServer(s =>
+    const sent = fakeServer(s =>
       s.method === 'POST'
         ? { status: 409, body: { code: 409, message: "a schedule named 'daily' already exists" } }
         : s.url.pathname.endsWith('/cron')
           ? { status: 200, body: { schedule: '0 6 * * *', timezone: 'UTC', next_runs: [], next_runs_local: [] } }
-          : { status: 200, body: { schedules: [] } }
+          : s.url.pathname.endsWith('/workspace')
+            ? { status: 200, body: workspaceData }
+            : s.url.pathname.endsWith('/resources')
+              ? { status: 200, body: resourcesData }
+              : { status: 200, body: { schedules: [] } }
     );
     mount(<SchedulesPanel active />, kubelabApi);
     fireEvent.click(screen.getByRole('button', { name: 'New schedule' }));
     fireEvent.change(screen.getByLabelText('Name'), { target: { value: 'daily' } });
     fireEvent.change(screen.getByLabelText('Notebook'), { target: { value: 'a.ipynb' } });
+    await waitFor(() => expect((screen.getByLabelText('Resource group') as HTMLSelectElement).value).toBe('cpu'));
     fireEvent.click(screen.getByRole('button', { name: 'Create' }));
     const alert = await screen.findByRole('alert');
     expect(alert.textContent).toContain("a schedule named 'daily' already exists");
+    // What went over the wire: the compute fields, so no run silently asks for a GPU.
+    const post = sent.find(r => r.method === 'POST')!;
+    expect(post.url.pathname).toBe('/user/alice/kubelab/api/schedules');
+    expect(post.body).toMatchObject({ name: 'daily', notebook: 'a.ipynb', resource_group: 'cpu', size: 'small', gpus: 0 });
     // The form stays open with what was typed.
     expect((screen.getByLabelText('Name') as HTMLInputElement).value).toBe('daily');
   });
@@ -263,6 +362,45 @@ describe('Jobs panel', () => {
     fireEvent.click(within(rowOf('big')).getByRole('button', { name: /big/ }));
     const reason = await screen.findByTestId('kubelab-pending-reason');
     await waitFor(() => expect(reason.textContent).toContain('Insufficient nvidia.com/gpu'));
+  });
+
+  it('submits a job on the default group with one GPU, and with none on a CPU group', async () => {
+    const submitJob = jest.fn((body: unknown) => Promise.resolve(job((body as Job).name, 'Pending')));
+    const api = fakeApi({
+      ...compute,
+      listJobs: () => Promise.resolve({ jobs: [] }),
+      submitJob,
+      getJob: name => Promise.resolve({ ...job(name, 'Pending'), events: [] }),
+      jobPending: name => Promise.resolve({ name, status: 'Pending', pending: true, reasons: [] })
+    });
+    mount(<JobsPanel active />, api);
+    fireEvent.click(screen.getByRole('button', { name: 'Submit job' }));
+    const groupSelect = screen.getByLabelText('Resource group') as HTMLSelectElement;
+    await waitFor(() => expect(groupSelect.value).toBe('gpu-a100'));
+    expect(((await screen.findByLabelText('GPUs')) as HTMLInputElement).value).toBe('1');
+    expect((screen.getByLabelText('Workers') as HTMLInputElement).value).toBe('1');
+    fireEvent.change(screen.getByLabelText('Name'), { target: { value: 'train' } });
+    fireEvent.change(screen.getByLabelText('Source'), { target: { value: 'train.py' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Submit' }));
+    await waitFor(() => expect(submitJob).toHaveBeenCalledTimes(1));
+    expect(submitJob).toHaveBeenLastCalledWith(
+      expect.objectContaining({ name: 'train', resource_group: 'gpu-a100', size: 'gpu-small', gpus: 1, workers: 1 })
+    );
+
+    // Submitted: the form closes; open a new one.
+    fireEvent.click(await screen.findByRole('button', { name: 'Submit job' }));
+    const again = screen.getByLabelText('Resource group') as HTMLSelectElement;
+    await waitFor(() => expect(again.value).toBe('gpu-a100'));
+    fireEvent.change(again, { target: { value: 'cpu' } });
+    await waitFor(() => expect(screen.queryByLabelText('GPUs')).toBeNull());
+    expect(screen.getByLabelText('Workers')).toBeTruthy();
+    fireEvent.change(screen.getByLabelText('Name'), { target: { value: 'prep' } });
+    fireEvent.change(screen.getByLabelText('Source'), { target: { value: 'prep.py' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Submit' }));
+    await waitFor(() => expect(submitJob).toHaveBeenCalledTimes(2));
+    expect(submitJob).toHaveBeenLastCalledWith(
+      expect.objectContaining({ name: 'prep', resource_group: 'cpu', size: 'small', gpus: 0 })
+    );
   });
 
   it("reads a worker's log from the row", async () => {

@@ -1,9 +1,10 @@
 import { HTMLSelect, InputGroup } from '@jupyterlab/ui-components';
-import React, { useEffect, useMemo, useState } from 'react';
-import { Job, Resources, ResourceGroup } from '../api';
+import React, { useState } from 'react';
+import { Job } from '../api';
 import { useApi, useHost } from '../context';
 import { jobSource } from '../forms';
 import { usePoll } from '../poll';
+import { ComputeFields, computeRequest, useCompute } from './ComputeFields';
 import { LiveLog } from './LiveLog';
 import {
   ActionButton,
@@ -23,76 +24,26 @@ import {
   useExpanded
 } from './common';
 
-type GroupUse = Resources['groups'][number];
-
-/** `GPU A100: 2 GPUs free, quota allows 4 more` for the group picker. */
-export function groupLabel(group: ResourceGroup, use?: GroupUse): string {
-  const name = group.display_name || group.name;
-  if (!group.max_gpus) {
-    return `${name}: no GPUs`;
-  }
-  const parts: string[] = [];
-  const free = use?.free_gpus;
-  parts.push(free === null || free === undefined ? 'free GPUs unknown' : `${free} GPU${free === 1 ? '' : 's'} free`);
-  const headroom = use?.gpu_quota_headroom;
-  if (headroom !== null && headroom !== undefined) {
-    parts.push(`quota allows ${headroom} more`);
-  }
-  return `${name}: ${parts.join(', ')}`;
-}
-
 export function JobForm(props: { onSubmitted: (job: Job) => void; onClose: () => void }): JSX.Element {
   const api = useApi();
   const host = useHost();
-  const workspace = usePoll(() => api.workspace(), { interval: 60_000 });
-  const resources = usePoll(() => api.resources(), { interval: 15_000 });
+  const compute = useCompute({ gpus: 1 });
   const current = host.currentNotebook();
   const [name, setName] = useState(current ? dnsName(basename(current)) : '');
   const [source, setSource] = useState(current ?? '');
-  const [group, setGroup] = useState('');
-  const [size, setSize] = useState('');
-  const [gpus, setGpus] = useState('0');
   const [workers, setWorkers] = useState('1');
   const action = useAction();
 
-  const groups = workspace.data?.resource_groups ?? [];
-  const selected = groups.find(g => g.name === group);
-  const uses = useMemo(() => {
-    const m = new Map<string, GroupUse>();
-    resources.data?.groups.forEach(g => m.set(g.name, g));
-    return m;
-  }, [resources.data]);
-
-  useEffect(() => {
-    // The user's default group first, with its default size and GPUs.
-    if (!group && workspace.data) {
-      const g = workspace.data.default_resource_group ?? workspace.data.resource_groups[0]?.name ?? '';
-      setGroup(g);
-    }
-  }, [workspace.data]);
-  useEffect(() => {
-    if (selected) {
-      setSize(selected.sizes[0]?.name ?? '');
-      setGpus(selected.max_gpus ? '1' : '0');
-    }
-  }, [group, workspace.data !== undefined]);
-
   const submit = async () => {
     await action.run(async () => {
-      const n = Number(gpus);
       const w = Number(workers);
-      if (!Number.isInteger(n) || n < 0) {
-        throw new Error('GPUs: a whole number, 0 or more');
-      }
       if (!Number.isInteger(w) || w < 1) {
         throw new Error('Workers: a whole number, 1 or more');
       }
       const job = await api.submitJob({
         name: name.trim(),
         ...jobSource(source),
-        resource_group: group || null,
-        size: size || null,
-        gpus: n,
+        ...computeRequest(compute),
         workers: w
       });
       props.onSubmitted(job);
@@ -118,47 +69,7 @@ export function JobForm(props: { onSubmitted: (job: Job) => void; onClose: () =>
           <InputGroup id={id} value={source} placeholder="train.py" required onChange={e => setSource(e.currentTarget.value)} />
         )}
       </Field>
-      <Field label="Resource group">
-        {id => (
-          <HTMLSelect
-            id={id}
-            value={group}
-            onChange={e => setGroup(e.currentTarget.value)}
-            options={
-              groups.length
-                ? groups.map(g => ({ value: g.name, label: groupLabel(g, uses.get(g.name)) }))
-                : [{ value: '', label: workspace.loading ? 'Loading…' : 'No resource group' }]
-            }
-          />
-        )}
-      </Field>
-      <Field label="Size">
-        {id => (
-          <HTMLSelect
-            id={id}
-            value={size}
-            onChange={e => setSize(e.currentTarget.value)}
-            options={(selected?.sizes ?? []).map(s => ({
-              value: s.name,
-              label: s.display_name || `${s.name} (${s.cpu} CPU, ${s.memory})`
-            }))}
-          />
-        )}
-      </Field>
-      <div className="kl-field-row">
-        <Field label="GPUs">
-          {id => (
-            <input
-              id={id}
-              className="jp-mod-styled kl-number"
-              type="number"
-              min={0}
-              max={selected?.max_gpus ?? undefined}
-              value={gpus}
-              onChange={e => setGpus(e.currentTarget.value)}
-            />
-          )}
-        </Field>
+      <ComputeFields compute={compute}>
         <Field label="Workers">
           {id => (
             <input
@@ -171,8 +82,7 @@ export function JobForm(props: { onSubmitted: (job: Job) => void; onClose: () =>
             />
           )}
         </Field>
-      </div>
-      <ErrorBox error={workspace.error} />
+      </ComputeFields>
       <ErrorBox error={action.error} onDismiss={action.clear} />
       <div className="kl-form-buttons">
         <ActionButton label="Submit" submit accept busy={action.busy} />

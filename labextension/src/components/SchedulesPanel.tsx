@@ -5,6 +5,7 @@ import { useApi, useHost } from '../context';
 import { CRON_PRESETS, localTimeZone, parseParameters, presetOf } from '../forms';
 import { usePoll } from '../poll';
 import { FormRequests } from '../requests';
+import { ComputeFields, computeRequest, useCompute } from './ComputeFields';
 import { LiveLog } from './LiveLog';
 import {
   ActionButton,
@@ -114,7 +115,10 @@ export function CronField(props: {
   );
 }
 
-/** New schedule: name, notebook, cron (presets + preview), time zone, parameters. */
+/**
+ * New schedule: name, notebook, cron (presets + preview), time zone, where the
+ * runs run (a group without GPUs first, 0 GPUs), parameters.
+ */
 export function ScheduleForm(props: {
   notebook?: string;
   onCreated: (s: Schedule) => void;
@@ -126,6 +130,7 @@ export function ScheduleForm(props: {
   const [cron, setCron] = useState('0 6 * * *');
   const [timezone, setTimezone] = useState(localTimeZone());
   const [params, setParams] = useState('');
+  const compute = useCompute({ preferCpu: true, gpus: 0 });
   const action = useAction();
 
   useEffect(() => {
@@ -143,6 +148,7 @@ export function ScheduleForm(props: {
         notebook: notebook.trim(),
         schedule: cron.trim(),
         timezone: timezone.trim() || null,
+        ...computeRequest(compute),
         parameters
       });
       props.onCreated(created);
@@ -191,6 +197,7 @@ export function ScheduleForm(props: {
           />
         )}
       </Field>
+      <ComputeFields compute={compute} />
       <Field label="Parameters" hint='name=value lines, or a JSON object such as {"alpha": 0.5}'>
         {id => (
           <textarea
@@ -321,6 +328,8 @@ function ScheduleRow(props: {
       </div>
       <div className="kl-meta">
         <code>{s.schedule}</code> ({s.timezone}) · next: {next}
+        {s.resource_group ? ` · ${s.resource_group}` : ''}
+        {s.gpus ? ` · ${s.gpus} GPU${s.gpus === 1 ? '' : 's'}` : ''}
       </div>
       {s.notebook && <div className="kl-meta kl-path">{s.notebook}</div>}
       <div className="kl-row-actions">
