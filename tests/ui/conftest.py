@@ -124,6 +124,26 @@ class Lab:
     def row(self, panel, name: str):
         return panel.locator(f'[data-testid="kubelab-row"][data-name="{name}"]')
 
+    def wait_status(self, panel: str, name: str, statuses=("Succeeded", "Failed"), timeout: float = 300) -> str:
+        """Wait until the row ``name`` in ``panel`` shows one of ``statuses`` (its data-status); return it."""
+        sel = f'[data-testid="kubelab-panel-{panel}"] [data-testid="kubelab-row"][data-name="{name}"]'
+        self.page.wait_for_function("([sel, ok]) => { const r = document.querySelector(sel);"
+                                    " return r && ok.includes(r.dataset.status); }", arg=[sel, list(statuses)],
+                                    timeout=timeout * 1000)
+        return self.page.locator(sel).get_attribute("data-status")
+
+    def wait_run(self, statuses=("Succeeded", "Failed"), timeout: float = 300) -> str:
+        """Wait until a schedule's newest run (the first run row) shows one of ``statuses``; return it."""
+        self.page.wait_for_function("ok => { const r = document.querySelector('[data-testid=kubelab-run]');"
+                                    " return r && ok.includes(r.dataset.status); }", arg=list(statuses),
+                                    timeout=timeout * 1000)
+        return self.page.get_by_test_id("kubelab-run").first.get_attribute("data-status")
+
+    def settle(self, ms: int = 1000) -> None:
+        """Let a panel finish re-rendering after a refresh: a click on a row that is
+        being replaced (a model just registered) can be lost."""
+        self.page.wait_for_timeout(ms)
+
     def shot(self, name: str, locator=None) -> Path:
         path = self.shots / f"{name}.png"
         (locator or self.page).screenshot(path=str(path))

@@ -102,11 +102,7 @@ def test_login_spawn_on_a_gpu_browse_train_register_serve_predict_schedule(hub, 
     jobs.get_by_role("button", name="Submit", exact=True).click()
     job = lab.row(jobs, "journey-train")
     job.wait_for()
-    page.wait_for_function(
-        "() => { const r = document.querySelector('[data-testid=kubelab-panel-jobs] "
-        "[data-testid=kubelab-row][data-name=journey-train]');"
-        " return r && ['Succeeded','Failed'].includes(r.dataset.status); }", timeout=300_000)
-    assert job.get_attribute("data-status") == "Succeeded"
+    assert lab.wait_status("jobs", "journey-train") == "Succeeded"
     job.get_by_role("button", name="Logs", exact=True).click()
     logs = jobs.get_by_test_id("kubelab-logs")
     eventually(lambda: "accuracy 1.0" in logs.inner_text(), 60, 1, what="the training log")
@@ -131,14 +127,15 @@ def test_login_spawn_on_a_gpu_browse_train_register_serve_predict_schedule(hub, 
     lab.shot("journey-4-register", models)
 
     # 5. serve it
-    models.get_by_role("button", name="Deploy", exact=True).first.click()
+    deploy = mrow.get_by_role("button", name="Deploy", exact=True).first
+    eventually(lambda: deploy.is_enabled(), 60, 0.5, what="Deploy enabled (the version is valid)")
+    lab.settle()
+    deploy.click()
+    mrow.get_by_role("status").filter(has_text="Deploying").wait_for()
     services = lab.panel("services")
     srow = lab.row(services, "journey")
     srow.wait_for(timeout=120_000)
-    page.wait_for_function(
-        "() => { const r = document.querySelector('[data-testid=kubelab-panel-services] "
-        "[data-testid=kubelab-row][data-name=journey]'); return r && r.dataset.status === 'Ready'; }",
-        timeout=300_000)
+    lab.wait_status("services", "journey", ("Ready",))
 
     # 6. predict
     sbutton = srow.get_by_role("button", name="journey", exact=True)
@@ -166,11 +163,8 @@ def test_login_spawn_on_a_gpu_browse_train_register_serve_predict_schedule(hub, 
     srow = lab.row(schedules, "journey-report")
     srow.wait_for()
     srow.get_by_role("button", name="Run now", exact=True).click()
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('[data-testid=kubelab-run]')]"
-        ".some(r => ['Succeeded','Failed'].includes(r.dataset.status))", timeout=300_000)
     run = schedules.get_by_test_id("kubelab-run").first
-    assert run.get_attribute("data-status") == "Succeeded", run.inner_text()
+    assert lab.wait_run() == "Succeeded", run.inner_text()
     run.get_by_role("button", name="Logs", exact=True).click()
     logs = schedules.get_by_test_id("kubelab-logs")
     eventually(lambda: "report for monday" in logs.inner_text(), 60, 1, what="the run's log")

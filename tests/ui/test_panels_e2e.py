@@ -46,8 +46,11 @@ def lab(lab_for, me):
 
 
 def _clean(me: UserServer, kind: str, *names: str) -> None:
+    """Delete what an earlier run left, and wait until it is gone (deletion is asynchronous)."""
     for n in names:
         me.api("DELETE", f"{kind}/{n}")
+    eventually(lambda: all(me.api("GET", f"{kind}/{n}").status_code == 404 for n in names), 120, 1,
+               what=f"old {kind} gone")
 
 
 def test_schedule_a_notebook_from_its_toolbar_and_watch_the_run(lab, me):
@@ -73,10 +76,7 @@ def test_schedule_a_notebook_from_its_toolbar_and_watch_the_run(lab, me):
     row.get_by_role("button", name="Run now", exact=True).click()
     run = panel.get_by_test_id("kubelab-run").first
     run.wait_for()
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('[data-testid=kubelab-run]')]"
-        ".some(r => ['Succeeded','Failed'].includes(r.dataset.status))", timeout=300_000)
-    assert run.get_attribute("data-status") == "Succeeded", run.inner_text()
+    assert lab.wait_run() == "Succeeded", run.inner_text()
     run.get_by_role("button", name="Logs", exact=True).click()
     logs = panel.get_by_test_id("kubelab-logs")
     logs.wait_for()
@@ -102,10 +102,7 @@ def test_submit_a_job_and_read_its_logs(lab, me):
     panel.get_by_role("button", name="Submit", exact=True).click()
     row = lab.row(panel, "ui-train")
     row.wait_for()
-    lab.page.wait_for_function(
-        "() => { const r = document.querySelector('[data-testid=kubelab-row][data-name=ui-train]');"
-        " return r && ['Succeeded','Failed'].includes(r.dataset.status); }", timeout=300_000)
-    assert row.get_attribute("data-status") == "Succeeded"
+    assert lab.wait_status("jobs", "ui-train") == "Succeeded"
     row.get_by_role("button", name="Logs", exact=True).click()
     logs = panel.get_by_test_id("kubelab-logs")
     eventually(lambda: "epoch 1 loss 0.5" in logs.inner_text(), 60, 1, what="job log in the viewer")
@@ -129,15 +126,18 @@ def test_register_deploy_and_send_a_test_request(lab, me):
     verdict.wait_for()
     assert "valid" in verdict.inner_text().lower()
     lab.shot("models", models)
-    models.get_by_role("button", name="Deploy", exact=True).first.click()
+    deploy = row.get_by_role("button", name="Deploy", exact=True).first
+    eventually(lambda: deploy.is_enabled(), 60, 0.5, what="Deploy enabled (the version is valid)")
+    lab.settle()
+    deploy.click()
+    row.get_by_role("status").filter(has_text="Deploying").wait_for()
+    eventually(lambda: me.api("GET", "services/ui-iris").status_code == 200, 60, 1,
+               what=f"the service deployed (alerts: {models.get_by_role('alert').all_inner_texts()})")
 
     services = lab.panel("services")
     srow = lab.row(services, "ui-iris")
     srow.wait_for(timeout=120_000)
-    lab.page.wait_for_function(
-        "() => { const r = document.querySelector('[data-testid=kubelab-panel-services] "
-        "[data-testid=kubelab-row][data-name=ui-iris]'); return r && r.dataset.status === 'Ready'; }",
-        timeout=300_000)
+    lab.wait_status("services", "ui-iris", ("Ready",))
     if srow.get_by_role("button", name="ui-iris", exact=True).get_attribute("aria-expanded") != "true":
         srow.get_by_role("button", name="ui-iris", exact=True).click()
     services.get_by_label("Request", exact=True).fill(json.dumps({"data": [[5.1, 3.5, 1.4, 0.2]]}))

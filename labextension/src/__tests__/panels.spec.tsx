@@ -5,6 +5,7 @@
 import { act, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
 import React from 'react';
 import { Job, kubelabApi, KubelabApi, ResourceGroup, Resources, Run, Schedule, Workspace } from '../api';
+import { DatasetsPanel } from '../components/DatasetsPanel';
 import { JobsPanel } from '../components/JobsPanel';
 import { ResourcesView } from '../components/ResourcesPanel';
 import { ScheduleForm, SchedulesPanel } from '../components/SchedulesPanel';
@@ -458,5 +459,38 @@ describe('quota bars', () => {
     const gpu = document.querySelector('[data-testid="kubelab-group"][data-name="gpu"]')!;
     expect(Array.from(gpu.querySelectorAll('td')).map(td => td.textContent)).toEqual(['2', '3']);
     expect(gpu.textContent).toContain('up to 4 per worker');
+  });
+});
+
+describe('Datasets panel', () => {
+  it('opens the folder typed in Prefix on Enter (the form has no submit button)', async () => {
+    const listing = (prefix: string) => ({
+      prefix,
+      parent: '',
+      folders: prefix === 'users/ann/' ? [{ prefix: 'users/ann/data/', name: 'data/' }] : [],
+      objects: [],
+      next_token: null,
+      page_size: 100,
+      s3_requests: prefix ? 1 : 0,
+      writable: true,
+      roots: prefix
+        ? undefined
+        : [{ prefix: 'users/ann/', name: 'users/ann/', path: '/home/jovyan', writable: true, description: 'home' }]
+    });
+    const asked: string[] = [];
+    const api = fakeApi({
+      browse: (prefix: string) => {
+        asked.push(prefix);
+        return Promise.resolve(listing(prefix));
+      },
+      workspace: () => Promise.resolve({ home: '/home/jovyan' } as unknown as Workspace)
+    });
+    mount(<DatasetsPanel active />, api);
+    await waitFor(() => expect(rowOf('users/ann/')).toBeTruthy());
+    const box = screen.getByLabelText('Prefix');
+    fireEvent.change(box, { target: { value: 'users/ann/' } });
+    fireEvent.keyDown(box, { key: 'Enter' });
+    await waitFor(() => expect(rowOf('users/ann/data/')).toBeTruthy());
+    expect(asked).toContain('users/ann/');
   });
 });

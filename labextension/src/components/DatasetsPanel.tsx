@@ -273,6 +273,13 @@ export function DatasetsPanel(props: { active: boolean }): JSX.Element {
               value={prefixText}
               placeholder="datasets/"
               onChange={e => setPrefixText(e.currentTarget.value)}
+              onKeyDown={e => {
+                // The form has two fields and no submit button: no implicit submission on Enter.
+                if (e.key === 'Enter') {
+                  e.preventDefault();
+                  go(prefixText.trim());
+                }
+              }}
             />
           )}
         </Field>
