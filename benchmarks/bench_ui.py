@@ -328,7 +328,7 @@ def measure(hub, me: UserServer, rounds: int) -> None:
             prefix_box.fill(f"users/{USER}/")
             prefix_box.press("Enter")
             page.wait_for_selector(folder)
-            expand_rows.append(("datasets", click_to(page, folder, {"first": (files, 1), "page": (files, 100)})))
+            expand_rows.append(("datasets", click_to(page, folder + " button", {"first": (files, 1), "page": (files, 100)})))
         lab.panel("schedules")
         sched = f'{rows("schedules")}[data-name="{SCHEDULE}"] button[aria-expanded]'
         runs = '[data-testid="kubelab-run"]'
