@@ -87,6 +87,13 @@ class PredictHandler(KubelabHandler):
         self.reply(await self.run(self.services.serving.predict, name, self.json_body()))
 
 
+class ServiceLogsHandler(KubelabHandler):
+    @api
+    async def get(self, name: str) -> None:
+        follow, tail = self.bool_arg("follow"), self.int_arg("tail", None)
+        await self.stream(await self.run(self.services.serving.logs, name, follow, tail))
+
+
 MODEL_HANDLERS: list[tuple[str, type]] = [
     (rf"/{API}/models", ModelsHandler),
     (rf"/{API}/models/{NAME}", ModelHandler),
@@ -96,4 +103,5 @@ MODEL_HANDLERS: list[tuple[str, type]] = [
     (rf"/{API}/services/{NAME}", InferenceServiceHandler),
     (rf"/{API}/services/{NAME}/rollback", RollbackHandler),
     (rf"/{API}/services/{NAME}/predict", PredictHandler),
+    (rf"/{API}/services/{NAME}/logs", ServiceLogsHandler),
 ]

@@ -144,6 +144,8 @@ export const kubelabApi = {
   jobLogs: (name: string, worker = 0) =>
     callText('get', '/jobs/{name}/logs', { params: { name }, query: { worker, tail: LOG_TAIL } }),
   jobPending: (name: string) => call('get', '/jobs/{name}/pending', { params: { name } }),
+  serviceLogs: (name: string) =>
+    callText('get', '/services/{name}/logs', { params: { name }, query: { tail: LOG_TAIL } }),
 
   listModels: () => call('get', '/models'),
   registerModel: (body: ModelRegister) => call('post', '/models', { body }),

@@ -4,7 +4,7 @@ rolling update, roll back, scale, delete, and predict through it.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import requests
 from traitlets import Enum, Instance, Int, Unicode
@@ -263,6 +263,20 @@ class ServingService(LoggingConfigurable):
                                             for c in p.get("status", {}).get("conditions", []))} for p in pods],
                      "events": [event_view(e) for e in events[-20:]]})
         return view
+
+    def logs(self, name: str, follow: bool = False, tail_lines: int | None = None) -> Iterator[bytes]:
+        """The model server's log in the newest started replica (the one a switch just brought up)."""
+        obj = self._require(name)
+        if obj["kind"] == "Deployment":
+            pods, container = self.ws.pods(f"{M.SERVICE_LABEL}={name}"), "server"
+        else:  # KServe names its pods' label and container itself
+            pods, container = self.ws.pods(f"serving.kserve.io/inferenceservice={name}"), "kserve-container"
+        started = sorted((p for p in pods if W.pod_started(p)), key=lambda p: p["metadata"].get("creationTimestamp") or "")
+        if not started:
+            why = W.pending_reason(pods) if pods else "it has no replica"
+            raise Conflict(f"inference service {name!r} has no started replica yet: {why or 'its pods are starting'}")
+        return self.ws.call(self.ws.kube.logs, started[-1]["metadata"]["name"], container=container,
+                            follow=follow, tail_lines=tail_lines)
 
     # -- predict ----------------------------------------------------------------------------------
     def predict(self, name: str, body: Mapping[str, Any]) -> dict:

@@ -102,6 +102,8 @@ def test_deploy_predict_switch_under_load_and_rollback(alice, bob, trained):
 
     pred = alice.ok("POST", "services/iris/predict", json={"data": trained["rows"]})
     assert pred["version"] == 1
+    log = alice.api("GET", "services/iris/logs?tail=50")
+    assert log.status_code == 200 and "model 'iris' (onnx" in log.text and "loaded" in log.text, log.text[-500:]
     assert list(pred["outputs"].values())[0] == trained["v1"], pred
 
     # both directions: the model says who serves it, the service says what it serves
@@ -176,6 +178,7 @@ print("ROLLOUT", st["state"], st["version"], json.dumps({{"ok": stats["ok"], "fa
     r = bob.api("POST", "models", json={"name": "steal", "uri": v1_uri(alice)})
     assert r.status_code == 403, r.text
     assert bob.api("GET", "services/iris").status_code == 404
+    assert bob.api("GET", "services/iris/logs").status_code == 404  # alice's model server's log
 
     alice.ok("DELETE", "services/iris", 204)
     eventually(lambda: alice.api("GET", "services/iris").status_code == 404, 60, 1, what="service gone")

@@ -146,6 +146,9 @@ def test_register_deploy_and_send_a_test_request(lab, me):
     eventually(lambda: "outputs" in resp.inner_text(), 60, 1, what="prediction shown")
     answer = json.loads(resp.inner_text())
     assert answer["model"] == "ui-iris" and answer["outputs"]["label"] == [0], answer
+    services.get_by_role("button", name="Logs", exact=True).click()
+    log = services.get_by_test_id("kubelab-logs")
+    eventually(lambda: "model 'ui-iris'" in log.inner_text(), 60, 1, what="the model server's log")
     lab.shot("services", services)
 
 

@@ -38,6 +38,7 @@ const samples: { [K in keyof KubelabApi]: Parameters<KubelabApi[K]> } = {
   deleteJob: ['train'],
   jobLogs: ['train', 1],
   jobPending: ['train'],
+  serviceLogs: ['iris'],
   listModels: [],
   registerModel: [{ name: 'iris', path: 'models/iris.onnx' }],
   setAlias: ['iris', 'production', 2],

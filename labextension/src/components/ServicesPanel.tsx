@@ -2,6 +2,7 @@ import React, { useState } from 'react';
 import { InferenceService } from '../api';
 import { useApi } from '../context';
 import { usePoll } from '../poll';
+import { LiveLog } from './LiveLog';
 import {
   ActionButton,
   Disclosure,
@@ -109,9 +110,21 @@ function ServiceDetails(props: { service: InferenceService; active: boolean }): 
     deps: [props.service.name]
   });
   const events = details.data?.events ?? [];
+  const [showLog, setShowLog] = useState(false);
   return (
     <div className="kl-details" id={`kl-service-${props.service.name}`}>
       <PredictForm service={props.service.name} />
+      <div className="kl-row-actions">
+        <ActionButton label="Logs" title="The model server's log" onClick={() => setShowLog(!showLog)} />
+      </div>
+      {showLog && (
+        <LiveLog
+          fetch={() => api.serviceLogs(props.service.name)}
+          live={props.active}
+          label={`Log of service ${props.service.name}`}
+          deps={[props.service.name]}
+        />
+      )}
       <h4 className="kl-subtitle">Events</h4>
       <ErrorBox error={details.error} />
       {details.data && events.length === 0 && <Empty>No events.</Empty>}
