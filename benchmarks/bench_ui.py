@@ -51,7 +51,8 @@ from kubelab.core import workloads as W  # noqa: E402
 from kubelab.core.settings import WorkspaceSettings  # noqa: E402
 from common import admin_s3, fmt, hub_up, machine, pct, say  # noqa: E402
 from tests.server_extension.conftest import UserServer, notebook  # noqa: E402
-from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS, Lab, ensure_server, login  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, login  # noqa: E402
+from tests.ui.conftest import Lab, ensure_server  # noqa: E402
 
 USER = "ui-bench"
 NS = f"kubelab-{USER}"

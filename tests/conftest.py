@@ -123,3 +123,25 @@ def hub(devcluster: State):
     except Exception as e:  # noqa: BLE001 - a clear failure, never a skip
         pytest.fail(f"JupyterHub on devcluster could not start: {e}", pytrace=False)
     return Hub(url, devhub.test_token(devcluster))
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless Chromium (Debian's, via Playwright) for one test module.
+
+    Per module, not per session: while Playwright's sync API is started, an
+    asyncio loop runs in the main thread and other tests' ``asyncio.run`` fails.
+    """
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-deps.sh (Debian's chromium)", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    try:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+    finally:
+        pw.stop()

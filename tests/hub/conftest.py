@@ -8,10 +8,10 @@ import pytest
 import requests
 
 from tests.hubclient import Hub
-from tests.ui.conftest import chromium, login  # noqa: F401 - the shared browser fixture (and its login)
+from tests.browser import login  # noqa: F401 - the hub login form, shared with the UI tests
 from tests.waiting import eventually
 
-__all__ = ["chromium", "login", "Client", "new_token", "assert_error", "admin_service_up", "restart_hub"]
+__all__ = ["login", "Client", "new_token", "assert_error", "admin_service_up", "restart_hub"]
 
 SERVICE = "/services/kubelab-admin"
 ALICE, BOB, CAROL = "adm-alice", "adm-bob", "adm-carol"

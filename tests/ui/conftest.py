@@ -7,23 +7,15 @@ devcluster's apiserver and S3. Screenshots land in test-artifacts/ui/.
 """
 from __future__ import annotations
 
-import os
-import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.browser import LIVE_PAGES, login  # noqa: F401 - login is used by the UI tests
 from tests.hubclient import Hub
 
-CHROMIUM = os.environ.get("KUBELAB_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
-# Without the background-networking flags Chromium keeps dialling Google on this closed network.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
-PASSWORD = "kubelab"  # devcluster's demo password (devcluster/jupyterhub_config.py)
 PANELS = ("datasets", "schedules", "jobs", "models", "services", "resources")
-LIVE_PAGES: list = []  # screenshotted when a test fails (test-artifacts/ui/FAILED-*.png)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -41,39 +33,10 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture(scope="session")
-def chromium():
-    """One headless Chromium for the session."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-deps.sh (Debian's chromium)", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    pw = sync_playwright().start()
-    browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-    pw.stop()
-
-
-@pytest.fixture(scope="session")
 def shots(artifacts: Path) -> Path:
     d = artifacts / "ui"
     d.mkdir(parents=True, exist_ok=True)
     return d
-
-
-def login(chromium, hub: Hub, user: str, viewport=(1440, 900), color_scheme: str = "light"):
-    """A browser context logged into the hub as ``user`` (the hub's real login form)."""
-    ctx = chromium.new_context(base_url=hub.url, viewport={"width": viewport[0], "height": viewport[1]},
-                               color_scheme=color_scheme)
-    ctx.set_default_timeout(60_000)
-    page = ctx.new_page()
-    LIVE_PAGES.append(page)
-    page.goto("/hub/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(r".*/(hub/(home|spawn.*|spawn-pending.*)|user/.*)$"))
-    return ctx, page
 
 
 @dataclass

@@ -14,7 +14,8 @@ import json
 import pytest
 
 from tests.server_extension.conftest import UserServer, notebook
-from tests.ui.conftest import Lab, login
+from tests.browser import login
+from tests.ui.conftest import Lab
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
