@@ -14,7 +14,8 @@ from kubelab.core import workloads as W
 from kubelab.core.models import SERVICE_LABEL
 from kubelab.core.names import safe_slug
 from kubelab.core.resource_groups import ResourceGroup, parse_quantity
-from kubelab.spawner.capacity import free_on, node_matches, pod_request
+from kubelab.core.usage import pod_requests
+from kubelab.spawner.capacity import free_on, node_matches
 
 SERVER_COMPONENT = "singleuser-server"  # KubeSpawner's label component=singleuser-server
 WORKLOAD_KINDS = ("schedule", "run", "job", "service")
@@ -154,16 +155,16 @@ def group_view(group: ResourceGroup, nodes: list[dict], pods: list[dict], ns_use
         node_rows.append({
             "name": n["metadata"]["name"], "ready": ready,
             "cpu_allocatable": parse_quantity(a.get("cpu", "0")),
-            "cpu_allocated": sum(pod_request(p, "cpu") for p in on),
+            "cpu_allocated": sum(pod_requests(p, "cpu") for p in on),
             "memory_allocatable": parse_quantity(a.get("memory", "0")),
-            "memory_allocated": sum(pod_request(p, "memory") for p in on),
+            "memory_allocated": sum(pod_requests(p, "memory") for p in on),
             "gpus_allocatable": int(parse_quantity(a.get(group.gpu_resource, "0"))),
-            "gpus_allocated": int(sum(pod_request(p, group.gpu_resource) for p in on)),
+            "gpus_allocated": int(sum(pod_requests(p, group.gpu_resource) for p in on)),
             "pods": len(on)})
     holders = []
     for p in live:
         if p.get("spec", {}).get("nodeName") in names:
-            gpus = int(pod_request(p, group.gpu_resource))
+            gpus = int(pod_requests(p, group.gpu_resource))
             if gpus:
                 holders.append({"user": _pod_user(p, ns_users), "namespace": _ns(p), "pod": p["metadata"]["name"],
                                 "kind": _pod_kind(p), "node": p["spec"]["nodeName"], "gpus": gpus,
@@ -175,7 +176,7 @@ def group_view(group: ResourceGroup, nodes: list[dict], pods: list[dict], ns_use
             if not reason and p.get("spec", {}).get("nodeName"):
                 continue  # bound and starting: not waiting on capacity
             pending.append({"user": _pod_user(p, ns_users), "namespace": _ns(p), "pod": p["metadata"]["name"],
-                            "kind": _pod_kind(p), "gpus": int(pod_request(p, group.gpu_resource)),
+                            "kind": _pod_kind(p), "gpus": int(pod_requests(p, group.gpu_resource)),
                             "reason": reason or "waiting for the scheduler",
                             "since": p["metadata"].get("creationTimestamp")})
     holders.sort(key=lambda h: (h["node"], h["user"], h["pod"]))

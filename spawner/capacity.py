@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from kubelab.core.resource_groups import ResourceGroup, parse_quantity
+from kubelab.core.usage import pod_requests
 
 from .k8s import Kube
 
@@ -9,17 +10,6 @@ from .k8s import Kube
 def node_matches(node: dict, selector: dict[str, str]) -> bool:
     labels = node["metadata"].get("labels", {})
     return all(labels.get(k) == v for k, v in selector.items())
-
-
-def pod_request(pod: dict, resource: str) -> float:
-    """What the pod's containers request of ``resource`` (their limit where they set no request)."""
-    total = 0.0
-    for c in pod["spec"].get("containers", []):
-        res = c.get("resources") or {}
-        value = (res.get("requests") or {}).get(resource) or (res.get("limits") or {}).get(resource)
-        if value:
-            total += parse_quantity(value)
-    return total
 
 
 def free_on(nodes: list[dict], pods: list[dict], selector: dict[str, str], gpu_resource: str) -> dict:
@@ -35,9 +25,9 @@ def free_on(nodes: list[dict], pods: list[dict], selector: dict[str, str], gpu_r
     used = {"cpu": 0.0, "memory": 0.0, "gpus": 0.0}
     for p in pods:
         if p["spec"].get("nodeName") in names and p.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
-            used["cpu"] += pod_request(p, "cpu")
-            used["memory"] += pod_request(p, "memory")
-            used["gpus"] += pod_request(p, gpu_resource)
+            used["cpu"] += pod_requests(p, "cpu")
+            used["memory"] += pod_requests(p, "memory")
+            used["gpus"] += pod_requests(p, gpu_resource)
     return {"cpu": alloc["cpu"] - used["cpu"], "memory": alloc["memory"] - used["memory"],
             "gpus": int(alloc["gpus"] - used["gpus"]), "gpus_total": int(alloc["gpus"]), "nodes": len(names)}
 
