@@ -178,8 +178,13 @@ def test_deployment_available_and_service_reachable_by_clusterip_and_dns(kubectl
     seen = set()
 
     def both_pods_answer_on_cluster_ip():
-        with urllib.request.urlopen(f"http://{cluster_ip}/", timeout=5) as r:
-            seen.add(r.read().decode())
+        # kube-proxy programs the Service rules shortly after the endpoints
+        # become ready (as on any cluster), so a refused connection is retried.
+        try:
+            with urllib.request.urlopen(f"http://{cluster_ip}/", timeout=5) as r:
+                seen.add(r.read().decode())
+        except OSError as e:
+            raise AssertionError(f"GET http://{cluster_ip}/: {e}") from e
         return len(seen) == 2
     eventually(both_pods_answer_on_cluster_ip, 60, 0.2, what="both replicas behind the ClusterIP")
 
