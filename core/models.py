@@ -27,7 +27,8 @@ MODEL_LABEL = f"{L.GROUP}/model"
 VERSION_LABEL = f"{L.GROUP}/model-version"
 SERVICE_LABEL = f"{L.GROUP}/inference-service"
 SERVING_MODULE = "kubelab.server_extension.serving"
-FETCH_MODULE = "kubelab.server_extension.s3"
+FETCH_MODULE = "kubelab.server_extension.serving.fetch"
+HOME_RO_DIR = "/mnt/home"  # the user's home in the node's S3 mount, read-only (where versions are stored)
 HTTP_PORT = 8080
 MODEL_DIR = "/mnt/models"
 MAX_MODEL_NAME = 50      # <model>-v<version> must stay a DNS label
@@ -182,6 +183,19 @@ class ServingSpec:
     replicas: int = 1
     alias: str = ""          # what the user asked for (e.g. production), recorded
     image: str = ""
+    sha256: str = ""         # the digest taken at registration; a replica checks its copy against it
+
+
+def artifact_path(settings: WorkspaceSettings, uri: str) -> str:
+    """Where a registered version's files are in the user's home (``models/<name>/<n>``);
+    only the user's own registered versions qualify."""
+    prefix = uri.split("/", 3)[3] if uri.startswith("s3://") and uri.count("/") >= 3 else ""
+    home = user_prefix(settings.user)
+    rel = prefix[len(home):].rstrip("/") if prefix.startswith(f"{home}models/") else ""
+    parts = rel.split("/")
+    if len(parts) != 3 or "" in parts or ".." in parts:
+        raise WorkloadError(f"{uri!r} is not one of your registered model versions")
+    return rel
 
 
 def check_service_name(name: Any) -> str:
@@ -192,14 +206,22 @@ def serving_objects(settings: WorkspaceSettings, spec: ServingSpec, image: str,
                     grace_seconds: int = 30) -> list[dict[str, Any]]:
     """Deployment + Service serving one model version (rolling updates lose no requests:
     maxUnavailable 0, a readiness probe on the model, and a preStop pause so the
-    endpoint leaves every proxy before the server stops)."""
+    endpoint leaves every proxy before the server stops).
+
+    The init container copies the version from the node's S3 mount (the user's
+    home, read-only) and checks its digest: the pod holds no S3
+    credentials, so nothing expires under a service that runs for months."""
     sel = {SERVICE_LABEL: spec.name}
     labels = {**_labels(settings, "inference-service", sel), MODEL_LABEL: spec.model,
               VERSION_LABEL: str(spec.version), L.RESOURCE_GROUP: spec.compute.group.name}
     volume_mount = {"name": "model", "mountPath": MODEL_DIR}
+    # The home's subPath, as the admission policy allows (no deeper subPaths: see deploy/admission).
+    home = {"name": "kubelab-s3", "mountPath": HOME_RO_DIR, "readOnly": True, "subPath": settings.home_subpath}
+    source = f"{HOME_RO_DIR}/{artifact_path(settings, spec.artifact_uri)}"
     fetch = {"name": "fetch-model", "image": image, "imagePullPolicy": settings.image_pull_policy,
-             "command": ["python", "-m", FETCH_MODULE, "fetch", spec.artifact_uri, MODEL_DIR],
-             "envFrom": [{"secretRef": {"name": "kubelab-s3"}}], "volumeMounts": [volume_mount],
+             "command": ["python", "-m", FETCH_MODULE, source, MODEL_DIR]
+             + (["--sha256", spec.sha256] if spec.sha256 else []),
+             "volumeMounts": [volume_mount, home],
              "terminationMessagePolicy": "FallbackToLogsOnError",
              "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                            "limits": {"cpu": "1", "memory": "1Gi"}}}
@@ -217,7 +239,9 @@ def serving_objects(settings: WorkspaceSettings, spec: ServingSpec, image: str,
     pod: dict[str, Any] = {"automountServiceAccountToken": False, "enableServiceLinks": False,
                            "terminationGracePeriodSeconds": grace_seconds,
                            "initContainers": [fetch], "containers": [server],
-                           "volumes": [{"name": "model", "emptyDir": {}}]}
+                           "volumes": [{"name": "model", "emptyDir": {}},
+                                       {"name": "kubelab-s3", "hostPath": {"path": settings.s3_mount_host_path,
+                                                                           "type": "Directory"}}]}
     sc = {k: v for k, v in (("runAsUser", settings.uid), ("runAsGroup", settings.gid)) if v is not None}
     if sc:
         pod["securityContext"] = sc

@@ -4,15 +4,11 @@ Uses only the user's own short-lived, prefix-scoped credentials, which
 KubelabSpawner puts in the server's environment (Secret ``kubelab-s3``:
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
 ``AWS_ENDPOINT_URL``, ``KUBELAB_S3_BUCKET``). Platform keys never reach here.
-
-Also a small CLI the model server's init container runs:
-``python -m kubelab.server_extension.s3 fetch s3://bucket/prefix/ /mnt/models``.
 """
 from __future__ import annotations
 
 import io
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import urlparse
@@ -219,39 +215,3 @@ class RangeReader(io.RawIOBase):
         b[:len(data)] = data
         self.pos += len(data)
         return len(data)
-
-
-def fetch(uri: str, dest: str, s3: S3 | None = None) -> int:
-    """Copy every object under ``s3://bucket/prefix/`` into ``dest``; returns the count."""
-    s3 = s3 or S3()
-    bucket, prefix = parse_uri(uri)
-    n = 0
-    for obj in s3.iter_keys(prefix, bucket):
-        rel = obj["key"][len(prefix):]
-        if not rel or rel.endswith("/") or ".." in rel.split("/"):
-            continue
-        target = os.path.join(dest, rel)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        s3.download_file(obj["key"], target, bucket=bucket)
-        n += 1
-    if n == 0:
-        raise S3Error(404, f"{uri} holds no files")
-    return n
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 3 or args[0] != "fetch":
-        print("usage: python -m kubelab.server_extension.s3 fetch s3://bucket/prefix/ DEST", file=sys.stderr)
-        return 2
-    try:
-        n = fetch(args[1], args[2])
-    except S3Error as e:
-        print(f"kubelab-fetch: {e.message}", file=sys.stderr)
-        return 1
-    print(f"kubelab-fetch: {n} file(s) from {args[1]} to {args[2]}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -62,3 +62,15 @@ async def decide(kube: Kube, namespace: str, username: str, group: str, approve:
     status = "approved" if approve else "denied"
     await kube.apply(manifest(namespace, username, group, status, reason, admin))
     return Decision(username, group, status, reason)
+
+
+async def forget(kube: Kube, namespace: str, username: str) -> int:
+    """Delete the user's requests and decisions (the user was deleted), so a
+    new user of the same name starts with none; returns how many were removed."""
+    selector = f"{L.USER}={names.safe_slug(username)},{L.COMPONENT}={COMPONENT}"
+    removed = 0
+    for cm in await kube.list("v1", "ConfigMap", namespace, labelSelector=selector):
+        if (cm.get("data") or {}).get("user") == username:  # slugs of two names can meet
+            await kube.delete("v1", "ConfigMap", cm["metadata"]["name"], namespace)
+            removed += 1
+    return removed

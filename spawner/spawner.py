@@ -489,10 +489,12 @@ class KubelabSpawner(KubeSpawner):
                                          f"{api_message(e)}") from None
 
     async def delete_forever(self) -> None:
-        """The user was deleted from the hub: delete their namespace and everything in it."""
+        """The user was deleted from the hub: delete their namespace and everything
+        in it, and their spawn approvals (a new user of that name gets none)."""
         await super().delete_forever()
         if not self.name:  # the default server owns the namespace
             await self.kube.delete("v1", "Namespace", self.namespace)
+            await approvals.forget(self.kube, self.hub_namespace, self.user.name)
 
     # -- the pod ------------------------------------------------------------------------------
     async def get_pod_manifest(self):

@@ -8,7 +8,6 @@ nothing for an invalid model.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -21,6 +20,7 @@ from kubelab.core import models as M
 from kubelab.core.workloads import WorkloadError
 
 from ..s3 import S3, S3Error, parse_uri
+from ..serving.fetch import digest, files_of
 from .errors import BadRequest, Conflict, NotFound, ServiceError
 from .workspace import Workspace
 
@@ -235,14 +235,14 @@ class ModelService(LoggingConfigurable):
             model = self.ws.call(self.ws.kube.create, M.model_object(settings, name, description, tags),
                                  what=f"model {name}")
         existing = [v["spec"]["version"] for v in self._versions(name)]
-        files = sorted(os.path.relpath(os.path.join(d, f), staged) for d, _, fs in os.walk(staged) for f in fs)
-        digest, size = _digest(staged, files)
+        files = files_of(staged)
+        sha256, size = digest(staged, files)
         for attempt in range(5):  # concurrent registrations take the next number
             n = max(existing, default=0) + 1 + attempt
             prefix = M.models_prefix(settings.user, name, n)
             uri = f"s3://{self.s3.bucket}/{prefix}"
             rec = M.VersionRecord(model=name, version=n, format=verdict["format"], artifact_uri=uri,
-                                  files=tuple(files), bytes=size, sha256=digest, verdict=verdict,
+                                  files=tuple(files), bytes=size, sha256=sha256, verdict=verdict,
                                   framework_versions=verdict.get("framework_versions") or {},
                                   signature=verdict.get("signature"), metrics=metrics, lineage=lineage, tags=tags,
                                   description=description)
@@ -300,15 +300,3 @@ class ModelService(LoggingConfigurable):
             self.s3.delete_prefix(M.models_prefix(self.ws.settings.user, name))
         except S3Error as e:
             raise s3_error(e) from None
-
-
-def _digest(root: str, files: list[str]) -> tuple[str, int]:
-    """One sha256 over the files' names and contents, and their total size."""
-    h, size = hashlib.sha256(), 0
-    for f in files:
-        h.update(f.encode() + b"\0")
-        with open(os.path.join(root, f), "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-                size += len(chunk)
-    return h.hexdigest(), size

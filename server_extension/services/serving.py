@@ -117,13 +117,17 @@ class ServingService(LoggingConfigurable):
             raise BadRequest(f"version {version['version']} of {model_name!r} did not pass validation: "
                              f"{version['validation'].get('reason', 'no verdict')}")
         return M.ServingSpec(name=name, model=model_name, version=version["version"], format=version["format"],
-                             artifact_uri=version["artifact"]["uri"], compute=compute, replicas=replicas,
+                             artifact_uri=version["artifact"]["uri"], sha256=version["artifact"].get("sha256") or "",
+                             compute=compute, replicas=replicas,
                              alias=str(ref) if not str(ref).lstrip("v").isdigit() else "")
 
     def _objects(self, spec: M.ServingSpec) -> list[dict]:
         if self._use_kserve():
             return [M.inference_service(self.ws.settings, spec)]
-        return M.serving_objects(self.ws.settings, spec, self.image or self.ws.settings.image)
+        try:
+            return M.serving_objects(self.ws.settings, spec, self.image or self.ws.settings.image)
+        except WorkloadError as e:  # a version record that points outside the user's models
+            raise BadRequest(str(e)) from None
 
     def deploy(self, req: Mapping[str, Any]) -> dict:
         spec = self._spec(req)

@@ -60,15 +60,19 @@ def test_version_object_records_verdict_lineage_and_artifact():
     assert view["version"] == 2 and view["signature"]["inputs"][0]["name"] == "x"
 
 
-def test_serving_deployment_fetches_with_user_credentials_and_rolls_without_loss():
+def test_serving_deployment_copies_the_version_without_credentials_and_rolls_without_loss():
     spec = M.ServingSpec(name="iris", model="iris", version=2, format="onnx",
-                         artifact_uri="s3://b/users/alice/models/iris/2/",
+                         artifact_uri="s3://b/users/alice/models/iris/2/", sha256="ab" * 32,
                          compute=Compute(GROUPS[0], GROUPS[0].sizes[0], 0), replicas=2, alias="production")
     deploy, svc = M.serving_objects(S, spec, "serve:1")
     pod = deploy["spec"]["template"]["spec"]
     fetch = pod["initContainers"][0]
-    assert fetch["command"][-2:] == ["s3://b/users/alice/models/iris/2/", M.MODEL_DIR]
-    assert fetch["envFrom"] == [{"secretRef": {"name": "kubelab-s3"}}]
+    assert fetch["command"][3:] == [f"{M.HOME_RO_DIR}/models/iris/2", M.MODEL_DIR, "--sha256", "ab" * 32]
+    # the home subPath read-only (what the admission policy allows), and no S3 credentials anywhere
+    assert {"name": "kubelab-s3", "mountPath": M.HOME_RO_DIR, "readOnly": True,
+            "subPath": "users/alice"} in fetch["volumeMounts"]
+    assert {"name": "kubelab-s3", "hostPath": {"path": S.s3_mount_host_path, "type": "Directory"}} in pod["volumes"]
+    assert "secretRef" not in str(deploy) and "AWS_" not in str(deploy)
     server = pod["containers"][0]
     assert server["command"][:3] == ["python", "-m", M.SERVING_MODULE] and "onnx" in server["command"]
     assert server["readinessProbe"]["httpGet"]["path"] == "/v2/models/iris/ready"
@@ -81,8 +85,18 @@ def test_serving_deployment_fetches_with_user_credentials_and_rolls_without_loss
                                         "resource_group": "cpu", "size": "small", "gpus": 0, "replicas": 2}
 
 
+@pytest.mark.parametrize("uri", ["s3://b/users/bob/models/iris/2/", "s3://b/users/alice/models/iris/../../x/",
+                                 "s3://b/users/alice/notes/a/b/", "s3://b/users/alice/models/iris/", "/etc/passwd"])
+def test_only_the_users_own_registered_versions_can_be_served(uri):
+    spec = M.ServingSpec(name="iris", model="iris", version=2, format="onnx", artifact_uri=uri,
+                         compute=Compute(GROUPS[0], GROUPS[0].sizes[0], 0))
+    with pytest.raises(WorkloadError, match="not one of your registered model versions"):
+        M.serving_objects(S, spec, "serve:1")
+
+
 def test_gpu_serving_and_kserve_inference_service():
-    spec = M.ServingSpec(name="big", model="llm", version=1, format="sklearn", artifact_uri="s3://b/k/",
+    spec = M.ServingSpec(name="big", model="llm", version=1, format="sklearn",
+                         artifact_uri="s3://b/users/alice/models/llm/1/",
                          compute=Compute(GROUPS[1], GROUPS[1].sizes[0], 1))
     deploy, _ = M.serving_objects(S, spec, "serve:1")
     pod = deploy["spec"]["template"]["spec"]
@@ -90,7 +104,7 @@ def test_gpu_serving_and_kserve_inference_service():
     isvc = M.inference_service(S, spec)
     assert isvc["kind"] == "InferenceService"
     pred = isvc["spec"]["predictor"]
-    assert pred["model"]["modelFormat"]["name"] == "sklearn" and pred["model"]["storageUri"] == "s3://b/k/"
+    assert pred["model"]["modelFormat"]["name"] == "sklearn" and pred["model"]["storageUri"] == "s3://b/users/alice/models/llm/1/"
     assert pred["model"]["protocolVersion"] == "v2" and pred["tolerations"][0]["key"] == "nvidia.com/gpu"
 
 

@@ -221,6 +221,22 @@ def test_status_explains_a_failing_service_and_scale_changes_replicas(alice, s3_
     alice.ok("DELETE", "services/broken", 204)
     alice.ok("DELETE", "models/broken", 204)
 
+    # a registered version's files changed behind the registry's back: no replica serves them
+    alice.api("DELETE", "services/tampered")
+    alice.api("DELETE", "models/tampered")
+    v = alice.ok("POST", "models", 201, json={"name": "tampered", "path": "models/v1"})
+    bucket, prefix = v["artifact"]["uri"][len("s3://"):].split("/", 1)
+    s3.put_object(Bucket=bucket, Key=prefix + v["artifact"]["files"][0], Body=b"not the registered model")
+    alice.ok("POST", "services", 201, json={"name": "tampered", "model": "tampered"})
+
+    def refused():
+        st = alice.ok("GET", "services/tampered")
+        return st if st["state"] == "Failing" else None
+    st = eventually(refused, 180, 2, what="the tampered version refused")
+    assert any("do not match the registered digest" in p for p in st["problems"]), st
+    alice.ok("DELETE", "services/tampered", 204)
+    alice.ok("DELETE", "models/tampered", 204)
+
     # scale: a healthy service goes to two ready replicas
     alice.api("DELETE", "services/scaled")
     alice.api("DELETE", "models/scaled")

@@ -201,6 +201,15 @@ def test_approval_gated_group_waits_for_an_admin(hub, kubectl):
         hub.spawn(u, {"resource_group": "gpu-a100-approval", "gpus": "1"})
     finally:
         hub.delete_user(u)
+    # A new user of the same name starts with no approval.
+    cms = kubectl.json("-n", "kubelab-system", "get", "configmaps", "-l", "kubelab.io/component=spawn-approval")
+    assert not [c for c in cms["items"] if c["data"]["user"] == u], "the deleted user's approval is gone"
+    hub.ensure_user(u)
+    try:
+        r = hub.start(u, {"resource_group": "gpu-a100-approval", "gpus": "1"})
+        assert r.status_code == 403 and "needs an administrator's approval" in r.json()["message"], r.text
+    finally:
+        hub.delete_user(u)
 
 
 def test_respawn_reuses_the_namespace_and_user_deletion_removes_it(hub, kubectl):
