@@ -324,7 +324,7 @@ def measure(hub, me: UserServer, rounds: int) -> None:
         prefix_box.press("Enter")  # Enter in Prefix opens that folder
         folder = f'[data-testid="kubelab-panel-datasets"] [data-testid="kubelab-row"][data-name="users/{USER}/{FOLDER}/"]'
         page.wait_for_selector(folder)
-        files = rows("datasets", '[data-kind="object"]')
+        files = rows("datasets", f'[data-kind="object"][data-name^="users/{USER}/{FOLDER}/"]')  # not the home's own files
         for _ in range(rounds):
             prefix_box.fill(f"users/{USER}/")
             prefix_box.press("Enter")
@@ -358,8 +358,14 @@ def measure(hub, me: UserServer, rounds: int) -> None:
         fb = []
         item = ".jp-DirListing-item"
         for _ in range(rounds):
-            page.goto(base + "/lab/tree")
+            page.goto(base + "/lab")
             page.wait_for_function("() => !document.querySelector('#jupyterlab-splash')", timeout=180_000)
+            page.locator("#filebrowser:not(.jp-mod-restoring)").wait_for(state="attached")
+            page.wait_for_timeout(1000)  # the saved layout (which sidebar tab is open) is applied
+            tab = page.locator('.jp-SideBar [data-id="filebrowser"]')
+            if tab.get_attribute("aria-selected") != "true":
+                tab.click()
+            page.locator("#filebrowser .jp-BreadCrumbs-home").click()  # the home's top level
             target = page.locator(item, has_text=FOLDER).first
             target.wait_for()
             page.evaluate("() => { window.__klMarks = {}; }")
