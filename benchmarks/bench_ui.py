@@ -177,7 +177,7 @@ def seed_versions(admin: Client, me: UserServer) -> None:
         model = admin.get(Client.path(M.API_VERSION, "models", NS, MODEL))
     say(f"  writing {N} ModelVersion records")
     recs = [M.VersionRecord(model=MODEL, version=v, format="onnx",
-                            artifact_uri=f"s3://bench/users/{USER}/models/{MODEL}/{v}/", files=("model.onnx",),
+                            artifact_uri=f"s3://bench/users/{USER}/.kubelab/models/{MODEL}/{v}/", files=("model.onnx",),
                             bytes=1024, sha256="0" * 64, verdict={"status": "valid", "reason": "bench record"},
                             metrics={"accuracy": 0.9}) for v in range(1, N + 1)]
     create_many(admin, [M.version_object(settings, r, model["metadata"]["uid"]) for r in recs],

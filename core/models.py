@@ -2,9 +2,11 @@
 
 A registered model is a ``Model`` custom resource (group kubelab.io) with one
 ``ModelVersion`` per version, both in the user's namespace; the artifacts live
-in S3 under ``users/<user>/models/<name>/<version>/``. A deployed model is a
-``Deployment`` (an init container fetches the artifacts with the user's scoped
-S3 credentials; the server container runs ``kubelab.server_extension.serving``,
+in S3 under ``users/<user>/.kubelab/models/<name>/<version>/`` (kubelab's own
+folder in the home, so deleting a model never touches the user's own files). A
+deployed model is a ``Deployment`` (an init container copies the version from
+the node's read-only S3 mount of the home and checks its digest; the server
+container runs ``kubelab.server_extension.serving``,
 a KServe ModelServer speaking the Open Inference Protocol V1 and V2) plus a
 ``Service``, or a KServe ``InferenceService`` where KServe is installed.
 """
@@ -28,6 +30,7 @@ VERSION_LABEL = f"{L.GROUP}/model-version"
 SERVICE_LABEL = f"{L.GROUP}/inference-service"
 SERVING_MODULE = "kubelab.server_extension.serving"
 FETCH_MODULE = "kubelab.server_extension.serving.fetch"
+MODELS_DIR = ".kubelab/models"  # the registry's artifacts, in the user's home
 HOME_RO_DIR = "/mnt/home"  # the user's home in the node's S3 mount, read-only (where versions are stored)
 HTTP_PORT = 8080
 MODEL_DIR = "/mnt/models"
@@ -39,8 +42,8 @@ KSERVE_FORMATS = {"sklearn": "sklearn", "xgboost": "xgboost", "lightgbm": "light
 
 
 def models_prefix(user: str, name: str, version: int | None = None) -> str:
-    """``users/<user>/models/<name>/[<version>/]`` in the bucket."""
-    base = f"{user_prefix(user)}models/{name}/"
+    """``users/<user>/.kubelab/models/<name>/[<version>/]`` in the bucket."""
+    base = f"{user_prefix(user)}{MODELS_DIR}/{name}/"
     return f"{base}{version}/" if version is not None else base
 
 
@@ -187,13 +190,13 @@ class ServingSpec:
 
 
 def artifact_path(settings: WorkspaceSettings, uri: str) -> str:
-    """Where a registered version's files are in the user's home (``models/<name>/<n>``);
-    only the user's own registered versions qualify."""
+    """Where a registered version's files are in the user's home
+    (``.kubelab/models/<name>/<n>``); only the user's own registered versions qualify."""
     prefix = uri.split("/", 3)[3] if uri.startswith("s3://") and uri.count("/") >= 3 else ""
     home = user_prefix(settings.user)
-    rel = prefix[len(home):].rstrip("/") if prefix.startswith(f"{home}models/") else ""
-    parts = rel.split("/")
-    if len(parts) != 3 or "" in parts or ".." in parts:
+    rel = prefix[len(home):].rstrip("/") if prefix.startswith(f"{home}{MODELS_DIR}/") else ""
+    parts = rel[len(MODELS_DIR) + 1:].split("/")
+    if not rel or len(parts) != 2 or "" in parts or ".." in parts:
         raise WorkloadError(f"{uri!r} is not one of your registered model versions")
     return rel
 

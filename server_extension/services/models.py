@@ -1,5 +1,5 @@
 """The model registry: Model and ModelVersion custom resources in the user's
-namespace, artifacts in S3 under ``users/<user>/models/<name>/<version>/``.
+namespace, artifacts in S3 under ``users/<user>/.kubelab/models/<name>/<version>/``.
 
 Registration validates first (format detected and confirmed, pickles scanned
 against an import allowlist and refused unless configuration allows them, the

@@ -1,8 +1,8 @@
 """A serving pod's first step: copy one registered model version into the pod.
 
 The version's files are read from the node's S3 mount (the same s3fs mount the
-user's home comes from), which the pod sees read-only as one subPath
-(``users/<user>/models/<name>/<version>``). So a serving pod holds no S3
+user's home comes from), which the pod sees read-only as the home's subPath
+(the version is ``.kubelab/models/<name>/<version>`` in it). So a serving pod holds no S3
 credentials at all: nothing expires under a long-running service, and a
 replica that starts months later fetches the same way.
 
@@ -19,6 +19,7 @@ import hashlib
 import os
 import shutil
 import sys
+import time
 
 
 class FetchError(Exception):
@@ -61,15 +62,40 @@ def copy_verified(src: str, dest: str, sha256: str = "") -> int:
     return len(files)
 
 
+def copy_when_visible(src: str, dest: str, sha256: str = "", wait: float = 30, every: float = 1) -> int:
+    """``copy_verified``, retried for ``wait`` seconds: s3fs caches what it has
+    looked up (stat cache, the kernel's entry cache) for seconds, so files
+    uploaded just now through the S3 API may show late or with a stale size."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return copy_verified(src, dest, sha256)
+        except (FetchError, OSError):
+            if time.monotonic() >= deadline:
+                raise
+            _clear(dest)
+            time.sleep(every)
+
+
+def _clear(folder: str) -> None:
+    """Empty ``folder`` (in a pod it is a volume's mount point, which stays)."""
+    for entry in os.scandir(folder) if os.path.isdir(folder) else ():
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kubelab.server_extension.serving.fetch",
                                 description="Copy a registered model version into a serving pod.")
     p.add_argument("src", help="the version's folder in the read-only S3 mount")
     p.add_argument("dest", help="the pod's model folder")
     p.add_argument("--sha256", default="", help="the digest taken at registration")
+    p.add_argument("--wait", type=float, default=30, help="seconds to wait for the files to show in the mount")
     args = p.parse_args(argv)
     try:
-        n = copy_verified(args.src, args.dest, args.sha256)
+        n = copy_when_visible(args.src, args.dest, args.sha256, args.wait)
     except (FetchError, OSError) as e:
         print(f"fetch-model: {e}", file=sys.stderr)
         return 1

@@ -18,8 +18,8 @@ S = WorkspaceSettings(user="alice", namespace="kubelab-alice", image="img:1", re
 
 
 def test_artifacts_live_under_the_users_models_prefix():
-    assert M.models_prefix("alice", "iris", 3) == "users/alice/models/iris/3/"
-    assert M.models_prefix("alice", "iris") == "users/alice/models/iris/"
+    assert M.models_prefix("alice", "iris", 3) == "users/alice/.kubelab/models/iris/3/"
+    assert M.models_prefix("alice", "iris") == "users/alice/.kubelab/models/iris/"
     assert M.version_name("iris", 12) == "iris-v12"
 
 
@@ -47,7 +47,7 @@ def test_resolve_version_by_number_v_prefix_or_alias():
 
 
 def test_version_object_records_verdict_lineage_and_artifact():
-    rec = M.VersionRecord(model="iris", version=2, format="onnx", artifact_uri="s3://b/users/alice/models/iris/2/",
+    rec = M.VersionRecord(model="iris", version=2, format="onnx", artifact_uri="s3://b/users/alice/.kubelab/models/iris/2/",
                           files=("model.onnx",), bytes=10, sha256="ab", verdict={"status": "valid"},
                           signature={"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]},
                           metrics={"accuracy": 0.9}, lineage={"dataset": "iris", "job": ""}, tags=("demo",))
@@ -62,12 +62,12 @@ def test_version_object_records_verdict_lineage_and_artifact():
 
 def test_serving_deployment_copies_the_version_without_credentials_and_rolls_without_loss():
     spec = M.ServingSpec(name="iris", model="iris", version=2, format="onnx",
-                         artifact_uri="s3://b/users/alice/models/iris/2/", sha256="ab" * 32,
+                         artifact_uri="s3://b/users/alice/.kubelab/models/iris/2/", sha256="ab" * 32,
                          compute=Compute(GROUPS[0], GROUPS[0].sizes[0], 0), replicas=2, alias="production")
     deploy, svc = M.serving_objects(S, spec, "serve:1")
     pod = deploy["spec"]["template"]["spec"]
     fetch = pod["initContainers"][0]
-    assert fetch["command"][3:] == [f"{M.HOME_RO_DIR}/models/iris/2", M.MODEL_DIR, "--sha256", "ab" * 32]
+    assert fetch["command"][3:] == [f"{M.HOME_RO_DIR}/.kubelab/models/iris/2", M.MODEL_DIR, "--sha256", "ab" * 32]
     # the home subPath read-only (what the admission policy allows), and no S3 credentials anywhere
     assert {"name": "kubelab-s3", "mountPath": M.HOME_RO_DIR, "readOnly": True,
             "subPath": "users/alice"} in fetch["volumeMounts"]
@@ -85,8 +85,9 @@ def test_serving_deployment_copies_the_version_without_credentials_and_rolls_wit
                                         "resource_group": "cpu", "size": "small", "gpus": 0, "replicas": 2}
 
 
-@pytest.mark.parametrize("uri", ["s3://b/users/bob/models/iris/2/", "s3://b/users/alice/models/iris/../../x/",
-                                 "s3://b/users/alice/notes/a/b/", "s3://b/users/alice/models/iris/", "/etc/passwd"])
+@pytest.mark.parametrize("uri", ["s3://b/users/bob/.kubelab/models/iris/2/", "s3://b/users/alice/.kubelab/models/../../x/",
+                                 "s3://b/users/alice/models/iris/2/", "s3://b/users/alice/.kubelab/models/iris/",
+                                 "s3://b/users/alice/.kubelab/models/iris/2/x/", "/etc/passwd"])
 def test_only_the_users_own_registered_versions_can_be_served(uri):
     spec = M.ServingSpec(name="iris", model="iris", version=2, format="onnx", artifact_uri=uri,
                          compute=Compute(GROUPS[0], GROUPS[0].sizes[0], 0))
@@ -96,7 +97,7 @@ def test_only_the_users_own_registered_versions_can_be_served(uri):
 
 def test_gpu_serving_and_kserve_inference_service():
     spec = M.ServingSpec(name="big", model="llm", version=1, format="sklearn",
-                         artifact_uri="s3://b/users/alice/models/llm/1/",
+                         artifact_uri="s3://b/users/alice/.kubelab/models/llm/1/",
                          compute=Compute(GROUPS[1], GROUPS[1].sizes[0], 1))
     deploy, _ = M.serving_objects(S, spec, "serve:1")
     pod = deploy["spec"]["template"]["spec"]
@@ -104,7 +105,7 @@ def test_gpu_serving_and_kserve_inference_service():
     isvc = M.inference_service(S, spec)
     assert isvc["kind"] == "InferenceService"
     pred = isvc["spec"]["predictor"]
-    assert pred["model"]["modelFormat"]["name"] == "sklearn" and pred["model"]["storageUri"] == "s3://b/users/alice/models/llm/1/"
+    assert pred["model"]["modelFormat"]["name"] == "sklearn" and pred["model"]["storageUri"] == "s3://b/users/alice/.kubelab/models/llm/1/"
     assert pred["model"]["protocolVersion"] == "v2" and pred["tolerations"][0]["key"] == "nvidia.com/gpu"
 
 

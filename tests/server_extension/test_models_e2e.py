@@ -56,7 +56,7 @@ def test_register_validates_and_refuses_a_malicious_pickle(alice, trained):
         "name": "iris", "path": "models/v1", "description": "iris classifier", "metrics": {"accuracy": 0.97},
         "lineage": {"dataset": "iris", "notebook": "train.ipynb"}, "aliases": ["production"]})
     assert v1["version"] == 1 and v1["format"] == "onnx" and v1["validation"]["status"] == "valid"
-    assert v1["signature"]["inputs"][0]["shape"][-1] == 4 and v1["artifact"]["uri"].endswith("/models/iris/1/")
+    assert v1["signature"]["inputs"][0]["shape"][-1] == 4 and v1["artifact"]["uri"].endswith("/.kubelab/models/iris/1/")
     assert alice.ok("GET", "models/iris/versions/production")["version"] == 1
     assert alice.ok("GET", "models/iris/versions/v1")["validation"]["status"] == "valid"
     assert alice.api("GET", "models/iris/versions/7").status_code == 404
@@ -175,7 +175,8 @@ print("ROLLOUT", st["state"], st["version"], json.dumps({{"ok": stats["ok"], "fa
     assert bob.api("GET", "models/iris").status_code == 404
     assert "iris" not in [m["name"] for m in bob.ok("GET", "models")["models"]]
     assert bob.api("POST", "services", json={"name": "steal", "model": "iris"}).status_code == 404
-    r = bob.api("POST", "models", json={"name": "steal", "uri": v1_uri(alice)})
+    alices_v1 = alice.ok("GET", "models/iris")["versions"][0]["artifact"]["uri"]  # where the bytes really are
+    r = bob.api("POST", "models", json={"name": "steal", "uri": alices_v1})
     assert r.status_code == 403, r.text
     assert bob.api("GET", "services/iris").status_code == 404
     assert bob.api("GET", "services/iris/logs").status_code == 404  # alice's model server's log
@@ -184,11 +185,6 @@ print("ROLLOUT", st["state"], st["version"], json.dumps({{"ok": stats["ok"], "fa
     eventually(lambda: alice.api("GET", "services/iris").status_code == 404, 60, 1, what="service gone")
     alice.ok("DELETE", "models/iris", 204)
     alice.ok("DELETE", "models/iris-skl", 204)
-
-
-def v1_uri(user) -> str:
-    ws = user.ok("GET", "workspace")
-    return f"s3://kubelab/users/{ws['user']}/models/iris/1/"
 
 
 def test_deploy_refusals_are_4xx(alice):

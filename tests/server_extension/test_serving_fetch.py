@@ -3,6 +3,8 @@ files that differ from what was registered (no cluster needed; the e2e run is in
 test_models_e2e)."""
 from __future__ import annotations
 
+import threading
+
 from kubelab.server_extension.serving import fetch
 
 
@@ -29,7 +31,7 @@ def test_a_file_changed_after_registration_is_refused_with_a_one_line_reason(tmp
     src = _version(tmp_path / "v1", {"model.onnx": b"registered"})
     sha, _ = fetch.digest(str(src), fetch.files_of(str(src)))
     (src / "model.onnx").write_bytes(b"swapped later")
-    assert fetch.main([str(src), str(tmp_path / "out"), "--sha256", sha]) == 1
+    assert fetch.main([str(src), str(tmp_path / "out"), "--sha256", sha, "--wait", "0.3"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "do not match the registered digest" in err and "new version" in err
 
@@ -45,5 +47,20 @@ def test_an_added_or_renamed_file_changes_the_digest(tmp_path):
 def test_a_version_whose_files_are_gone_says_so(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     for src in (tmp_path / "empty", tmp_path / "missing"):
-        assert fetch.main([str(src), str(tmp_path / "out")]) == 1
+        assert fetch.main([str(src), str(tmp_path / "out"), "--wait", "0"]) == 1
         assert "holds no files" in capsys.readouterr().err
+
+
+def test_files_that_show_late_in_the_mount_are_waited_for(tmp_path):
+    # s3fs caches lookups for seconds: a version uploaded just now can show late.
+    src, dest = tmp_path / "v1", tmp_path / "models"
+    sha, _ = fetch.digest(str(_version(tmp_path / "ref", {"model.onnx": b"late"})), ["model.onnx"])
+    src.mkdir()
+    (src / "model.onnx").write_bytes(b"la")  # a stale, partial view first
+    timer = threading.Timer(0.5, lambda: (src / "model.onnx").write_bytes(b"late"))
+    timer.start()
+    try:
+        assert fetch.copy_when_visible(str(src), str(dest), sha, wait=10, every=0.1) == 1
+    finally:
+        timer.join()
+    assert (dest / "model.onnx").read_bytes() == b"late"
