@@ -187,6 +187,15 @@ print("ROLLOUT", st["state"], st["version"], json.dumps({{"ok": stats["ok"], "fa
     alice.ok("DELETE", "models/iris-skl", 204)
 
 
+def test_deleting_a_model_keeps_the_users_own_folder_of_that_name(alice, trained):
+    # the user keeps their own work in ~/models/<name>; the registry's copies live apart
+    alice.api("DELETE", "models/v1")
+    alice.ok("POST", "models", 201, json={"name": "v1", "path": "models/v1"})
+    alice.ok("DELETE", "models/v1", 204)
+    out = alice.execute("import os; print(sorted(os.listdir(os.path.expanduser('~/models/v1'))))")
+    assert "'model.onnx'" in out, out
+
+
 def test_deploy_refusals_are_4xx(alice):
     assert alice.api("POST", "services", json={"name": "x", "model": "no-such-model"}).status_code == 404
     assert alice.api("POST", "services", json={"name": "Bad", "model": "iris"}).status_code == 400
