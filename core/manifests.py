@@ -128,9 +128,16 @@ def network_policy(ns: str, username: str, hub_namespace: str,
 
 
 def s3_credentials_secret(ns: str, username: str, creds: dict[str, str], endpoint: str, bucket: str) -> dict[str, Any]:
-    """The user's short-lived, prefix-scoped S3 credentials (never the platform's keys)."""
+    """The user's short-lived, prefix-scoped S3 credentials (never the platform's keys).
+
+    One key per variable, plus ``credentials``: the same keys as an AWS shared
+    credentials file, which the server points ``AWS_SHARED_CREDENTIALS_FILE``
+    at, so any boto3 client a user creates picks up the renewed keys."""
+    ini = (f"[default]\naws_access_key_id = {creds['AccessKeyId']}\n"
+           f"aws_secret_access_key = {creds['SecretAccessKey']}\naws_session_token = {creds['SessionToken']}\n")
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": _meta("kubelab-s3", ns, username, "s3-credentials"),
             "stringData": {"AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
                            "AWS_SESSION_TOKEN": creds["SessionToken"], "AWS_ENDPOINT_URL": endpoint,
-                           "KUBELAB_S3_BUCKET": bucket, "KUBELAB_S3_EXPIRATION": creds.get("Expiration", "")}}
+                           "KUBELAB_S3_BUCKET": bucket, "KUBELAB_S3_EXPIRATION": creds.get("Expiration", ""),
+                           "credentials": ini}}

@@ -11,6 +11,10 @@ from .names import safe_slug
 
 USERS_PREFIX = "users/"
 DATASETS_PREFIX = "datasets/"
+# Where a user's server sees its S3 credentials as files (the kubelab-s3 Secret as a
+# volume, so renewals reach a running server), and the variable that names it.
+CREDENTIALS_DIR = "/var/run/kubelab/s3"
+CREDENTIALS_DIR_ENV = "KUBELAB_S3_CREDENTIALS_DIR"
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 

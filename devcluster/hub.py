@@ -6,6 +6,7 @@ to deploy/'s ClusterRole exactly as on a real cluster.
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -108,11 +109,12 @@ def wait_s3fs(admin: Client, timeout: float = 180) -> None:
     raise HubError("the s3fs DaemonSet did not become ready; see `kubectl -n kubelab-system describe ds kubelab-s3fs`")
 
 
-def up(state: State, spawner: str = "kubelab") -> str:
+def up(state: State, spawner: str = "kubelab", config: dict | None = None) -> str:
     """Apply deploy/, start the hub (idempotent); return the hub URL.
 
     ``spawner="kubespawner"`` runs stock KubeSpawner (user namespaces on) instead,
-    for side-by-side benchmarks.
+    for side-by-side benchmarks. ``config`` is traitlets config merged last
+    (``{"KubelabSpawner": {...}}``), for tests of settings devcluster does not use.
     """
     import sys
 
@@ -134,6 +136,7 @@ def up(state: State, spawner: str = "kubelab") -> str:
         "KUBELAB_S3_BROKER_SECRET_ACCESS_KEY": b.secret_access_key,
         "POD_NAMESPACE": HUB_NAMESPACE,
         "KUBELAB_HUB_SPAWNER": spawner,
+        "KUBELAB_HUB_EXTRA_CONFIG": json.dumps(config or {}),
         "PATH": f"{chp_bin().parent}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         "PYTHONUNBUFFERED": "1",
     }

@@ -104,3 +104,11 @@ if os.environ.get("KUBELAB_HUB_SPAWNER") == "kubespawner":
     c.KubeSpawner.uid, c.KubeSpawner.gid = 1000, 100
     c.KubeSpawner.start_timeout = 300
     c.KubeSpawner.http_timeout = 240
+
+# Settings a test restarts the hub with (devcluster.hub.up(config=...)), merged last.
+if os.environ.get("KUBELAB_HUB_EXTRA_CONFIG", "{}") != "{}":
+    import json
+
+    from traitlets.config import Config
+
+    c.merge(Config(json.loads(os.environ["KUBELAB_HUB_EXTRA_CONFIG"])))

@@ -4,16 +4,24 @@ Uses only the user's own short-lived, prefix-scoped credentials, which
 KubelabSpawner puts in the server's environment (Secret ``kubelab-s3``:
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
 ``AWS_ENDPOINT_URL``, ``KUBELAB_S3_BUCKET``). Platform keys never reach here.
+
+The same Secret is mounted as files (``KUBELAB_S3_CREDENTIALS_DIR``); the hub
+renews it before the credentials expire, and the client picks the files up
+when they change, so a server that runs for days keeps its S3 access.
 """
 from __future__ import annotations
 
 import io
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import urlparse
 
+from kubelab.core.s3layout import CREDENTIALS_DIR_ENV
+
 MiB = 1024 * 1024
+CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 class S3Error(Exception):
@@ -55,27 +63,57 @@ class S3:
         env = os.environ if environ is None else environ
         self.bucket = env.get("KUBELAB_S3_BUCKET", "")
         self.endpoint = env.get("AWS_ENDPOINT_URL") or None
-        self._env = {k: env.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
+        self._env = {k: env.get(k) for k in CREDENTIAL_KEYS}
+        self._dir = env.get(CREDENTIALS_DIR_ENV) or None
+        self._stamp: object = None  # which credentials the client was built with
         self.multipart_threshold = multipart_threshold
         self.counter = Counter()
         self._client = None
 
+    def _files_stamp(self) -> object:
+        """What identifies the mounted credentials' current version (the kubelet
+        swaps a Secret volume's ``..data`` link on every update); None without files."""
+        if not self._dir:
+            return None
+        try:
+            return os.readlink(os.path.join(self._dir, "..data"))
+        except OSError:
+            try:
+                return os.stat(os.path.join(self._dir, "AWS_SESSION_TOKEN")).st_mtime_ns
+            except OSError:
+                return None
+
+    def credentials(self) -> dict[str, str | None]:
+        """The credentials in use now: the mounted files where present (renewed
+        by the hub), else the environment the server started with."""
+        if self._dir:
+            try:
+                files = {k: Path(self._dir, k).read_text().strip() for k in CREDENTIAL_KEYS}
+                if files["AWS_ACCESS_KEY_ID"]:
+                    return files
+            except OSError:
+                pass
+        return dict(self._env)
+
     @property
     def client(self):
-        if self._client is None:
-            if not self.bucket or not self._env["AWS_ACCESS_KEY_ID"]:
+        stamp = self._files_stamp()
+        if self._client is None or stamp != self._stamp:
+            creds = self.credentials()
+            if not self.bucket or not creds["AWS_ACCESS_KEY_ID"]:
                 raise S3Error(503, "no S3 credentials in this server: it was not started by KubelabSpawner")
             import boto3
             from botocore.config import Config
 
             self._client = boto3.client(
                 "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                aws_access_key_id=self._env["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=self._env["AWS_SECRET_ACCESS_KEY"],
-                aws_session_token=self._env["AWS_SESSION_TOKEN"] or None,
+                aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+                aws_session_token=creds["AWS_SESSION_TOKEN"] or None,
                 config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"},
                               connect_timeout=10, read_timeout=60))
             self._client.meta.events.register("before-call.s3", self.counter)
+            self._stamp = stamp
         return self._client
 
     def call(self, op: str, **kw: Any) -> Any:
@@ -92,7 +130,7 @@ class S3:
             if code in ("AccessDenied", "403", "Forbidden"):
                 raise S3Error(403, f"you may not access s3://{kw.get('Bucket', self.bucket)}/{what}") from None
             if code in ("ExpiredToken", "InvalidToken", "TokenRefreshRequired"):
-                raise S3Error(401, "your S3 credentials expired: restart your server to renew them") from None
+                raise S3Error(401, "your S3 credentials expired and were not renewed: restart your server") from None
             if code == "InvalidRange":
                 raise S3Error(416, "the requested byte range is outside the object") from None
             raise S3Error(502 if status >= 500 else 400, f"S3 answered {code}: {err.get('Message', '')}") from None

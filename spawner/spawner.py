@@ -8,6 +8,7 @@ configured list and re-validated on the server.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import html
 import os
 from typing import Any
@@ -20,7 +21,7 @@ from traitlets import Bool, Dict, Int, List, TraitError, Unicode, default, valid
 from kubelab.core import labels as L
 from kubelab.core import manifests, names
 from kubelab.core import resource_groups as rg
-from kubelab.core.s3layout import DATASETS_PREFIX, user_prefix
+from kubelab.core.s3layout import CREDENTIALS_DIR, CREDENTIALS_DIR_ENV, DATASETS_PREFIX, user_prefix
 from kubelab.core.settings import ENV_VAR as SETTINGS_ENV
 from kubelab.core.settings import WorkspaceSettings
 from kubelab.core.workloads import RUNTIME_DIR
@@ -334,11 +335,28 @@ class KubelabSpawner(KubeSpawner):
         12 * 3600,
         config=True,
         help="""
-        Lifetime in seconds of a user's scoped S3 credentials; renewed on every start.
+        Lifetime in seconds of a user's scoped S3 credentials; issued on every
+        start and renewed while the server runs (``s3_credentials_renew_before``).
 
         Example::
 
             c.KubelabSpawner.s3_credentials_duration = 86400
+        """,
+    )
+
+    s3_credentials_renew_before = Int(
+        3 * 3600,
+        config=True,
+        help="""
+        Renew a running server's S3 credentials when fewer than this many seconds
+        of their lifetime are left (checked on the hub's poll of the server). The
+        server reads them from the ``kubelab-s3`` Secret mounted as files, so it
+        picks the new ones up without a restart. At most half of
+        ``s3_credentials_duration`` is used; 0 turns renewal off.
+
+        Example::
+
+            c.KubelabSpawner.s3_credentials_renew_before = 7200
         """,
     )
 
@@ -467,8 +485,64 @@ class KubelabSpawner(KubeSpawner):
                                      self.egress_deny_cidrs),
         ]
         if s3_creds is not None:
-            objs.append(manifests.s3_credentials_secret(ns, user, s3_creds, self.s3_endpoint_url, self.s3_bucket))
+            objs.append(self._s3_secret(s3_creds))
         return objs
+
+    def _s3_secret(self, creds: dict) -> dict:
+        return manifests.s3_credentials_secret(self.namespace, self.user.name, creds, self.s3_endpoint_url,
+                                               self.s3_bucket)
+
+    # -- S3 credentials: issued on every start, renewed while the server runs ---------------------
+    _s3_expires: dt.datetime | None = None
+
+    async def _issue_s3_credentials(self) -> dict:
+        creds = await self.broker().assume(self.user.name, self.s3_credentials_duration)
+        self._s3_expires = _parse_time(creds.get("Expiration"))
+        return creds
+
+    def get_state(self):
+        state = super().get_state()
+        if self._s3_expires is not None:
+            state["s3_expires"] = self._s3_expires.isoformat()
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        try:
+            self._s3_expires = _parse_time(state.get("s3_expires")) or self._s3_expires
+        except ValueError:
+            self._s3_expires = None
+
+    def clear_state(self):
+        super().clear_state()
+        self._s3_expires = None
+
+    async def poll(self):
+        status = await super().poll()
+        if status is None:
+            await self.renew_s3_credentials_if_due()
+        return status
+
+    async def renew_s3_credentials_if_due(self, now: dt.datetime | None = None) -> bool:
+        """Renew the running server's S3 credentials when they are close to
+        expiring; True if it renewed. The expiry is kept in the spawner's state
+        (the hub never reads Secrets back); a server started before that is
+        renewed once. Failures are logged and retried on the next poll: the old
+        credentials keep working until they expire."""
+        before = min(self.s3_credentials_renew_before, self.s3_credentials_duration // 2)
+        if before <= 0:
+            return False
+        now = now or dt.datetime.now(dt.timezone.utc)
+        if self._s3_expires is not None and not renewal_due(self._s3_expires, now, before):
+            return False
+        try:
+            creds = await self._issue_s3_credentials()
+            await self.kube.apply(self._s3_secret(creds))
+        except (S3ConfigError, ApiException, ValueError) as e:
+            self.log.warning("could not renew the S3 credentials of %s: %s", self.user.name, e)
+            return False
+        self.log.info("renewed the S3 credentials of %s (until %s)", self.user.name, self._s3_expires)
+        return True
 
     async def _ensure_namespace(self) -> None:
         """Create or repair the whole namespace (idempotent: a half-done provision is completed)."""
@@ -478,7 +552,7 @@ class KubelabSpawner(KubeSpawner):
             raise web.HTTPError(409, f"namespace {self.namespace} is still being deleted (since {since}); "
                                      "try again when it is gone")
         try:
-            creds = await self.broker().assume(self.user.name, self.s3_credentials_duration)
+            creds = await self._issue_s3_credentials()
         except S3ConfigError as e:
             raise web.HTTPError(500, str(e)) from None
         for obj in self.namespace_manifests(creds):
@@ -520,16 +594,24 @@ class KubelabSpawner(KubeSpawner):
             {"name": "KUBELAB_RESOURCE_GROUP", "value": group.name},
             {"name": "KUBELAB_S3_PREFIX", "value": user_prefix(self.user.name)},
         ]
-        main.env_from = list(main.env_from or []) + [{"secretRef": {"name": "kubelab-s3"}}]
+        # The credentials only as files (renewed in place): never as variables, which would
+        # shadow the file for boto3 and could not change under a running server.
+        main.env += [{"name": "AWS_ENDPOINT_URL", "value": self.s3_endpoint_url},
+                     {"name": "KUBELAB_S3_BUCKET", "value": self.s3_bucket},
+                     {"name": "AWS_SHARED_CREDENTIALS_FILE", "value": f"{CREDENTIALS_DIR}/credentials"},
+                     {"name": CREDENTIALS_DIR_ENV, "value": CREDENTIALS_DIR}]
         home = user_prefix(self.user.name).rstrip("/")
         spec.volumes = list(spec.volumes or []) + [
-            {"name": "kubelab-s3", "hostPath": {"path": self.s3_mount_host_path, "type": "Directory"}}]
+            {"name": "kubelab-s3", "hostPath": {"path": self.s3_mount_host_path, "type": "Directory"}},
+            # the same Secret as files: a renewal reaches the running server (env vars never change)
+            {"name": "kubelab-s3-credentials", "secret": {"secretName": "kubelab-s3", "defaultMode": 0o444}}]
         mounts = [
             {"name": "kubelab-s3", "mountPath": self.home_mount_path, "subPath": home},
             {"name": "kubelab-s3", "mountPath": f"{self.home_mount_path}/datasets",
              "subPath": DATASETS_PREFIX.rstrip("/"), "readOnly": True},
         ]
-        main.volume_mounts = list(main.volume_mounts or []) + mounts
+        main.volume_mounts = list(main.volume_mounts or []) + mounts + [
+            {"name": "kubelab-s3-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}]
         if self.seed_home:
             spec.init_containers = list(spec.init_containers or []) + [{
                 "name": "seed-home", "image": main.image,
@@ -591,3 +673,16 @@ class KubelabSpawner(KubeSpawner):
             await self.stop(now=True)
         except Exception:  # noqa: BLE001 - best effort; the next start reconciles
             self.log.exception("cleanup after a failed start of %s", self.pod_name)
+
+
+def renewal_due(expires: dt.datetime, now: dt.datetime, before_seconds: int) -> bool:
+    """Whether credentials expiring at ``expires`` are within ``before_seconds`` of it at ``now``."""
+    return expires - now <= dt.timedelta(seconds=before_seconds)
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    """An STS expiration (ISO 8601, ``Z`` or an offset) as an aware datetime; None if absent."""
+    if not value:
+        return None
+    parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)

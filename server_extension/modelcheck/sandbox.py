@@ -42,7 +42,8 @@ is a fresh, single-threaded process, so this needs no preexec tricks):
   stderr.
 
 What this does NOT protect against: a load-time exploit can still read any
-file the user can read and report it in its output; without Landlock it can
+file the user can read (the server's mounted S3 credentials included: they
+are the user's own, scoped to their prefix) and report it in its output; without Landlock it can
 write the user's files and signal (kill) the user's other processes, and
 without a network namespace it can reach the network; it can use up to the
 limits above of CPU and memory; it runs as the same user, so it shares the

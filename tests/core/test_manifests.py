@@ -58,3 +58,16 @@ def test_limit_range_sets_defaults():
     lr = m.limit_range("ns", "u", {"cpu": "1", "memory": "1Gi"}, {"cpu": "100m", "memory": "128Mi"})
     item = lr["spec"]["limits"][0]
     assert item["type"] == "Container" and item["defaultRequest"]["cpu"] == "100m" and "max" not in item
+
+
+def test_s3_secret_carries_the_keys_also_as_a_shared_credentials_file():
+    import configparser
+
+    creds = {"AccessKeyId": "AK", "SecretAccessKey": "SK", "SessionToken": "TOK", "Expiration": "2026-11-24T00:00:00+00:00"}
+    sec = m.s3_credentials_secret("kubelab-alice", "alice", creds, "http://s3:9000", "kubelab")
+    data = sec["stringData"]
+    assert (data["AWS_ACCESS_KEY_ID"], data["AWS_SESSION_TOKEN"], data["KUBELAB_S3_BUCKET"]) == ("AK", "TOK", "kubelab")
+    ini = configparser.ConfigParser()
+    ini.read_string(data["credentials"])  # what boto3 reads through AWS_SHARED_CREDENTIALS_FILE
+    assert dict(ini["default"]) == {"aws_access_key_id": "AK", "aws_secret_access_key": "SK",
+                                    "aws_session_token": "TOK"}

@@ -222,7 +222,7 @@ def test_status_explains_a_failing_service_and_scale_changes_replicas(alice, s3_
         st = alice.ok("GET", "services/broken")
         return st if st["state"] == "Failing" else None
     st = eventually(failing, 180, 2, what="the broken service reported as Failing")
-    assert any("fetch-model failed" in p and "holds no files" in p for p in st["problems"]), st
+    assert any("fetch-model failed" in p and "holds no files" in p for p in st["problems"]), st["problems"]
     alice.ok("DELETE", "services/broken", 204)
     alice.ok("DELETE", "models/broken", 204)
 
@@ -234,11 +234,16 @@ def test_status_explains_a_failing_service_and_scale_changes_replicas(alice, s3_
     s3.put_object(Bucket=bucket, Key=prefix + v["artifact"]["files"][0], Body=b"not the registered model")
     alice.ok("POST", "services", 201, json={"name": "tampered", "model": "tampered"})
 
+    states = []
+
     def refused():
         st = alice.ok("GET", "services/tampered")
-        return st if st["state"] == "Failing" else None
-    st = eventually(refused, 180, 2, what="the tampered version refused")
-    assert any("do not match the registered digest" in p for p in st["problems"]), st
+        states.append(st["state"])
+        if any("do not match the registered digest" in p for p in st["problems"]):
+            return st
+        raise AssertionError(st["problems"])  # the last problems seen, if it never says why
+    st = eventually(refused, 180, 2, what="the tampered version refused, saying why")
+    assert st["state"] == "Failing" and "Ready" not in states, states
     alice.ok("DELETE", "services/tampered", 204)
     alice.ok("DELETE", "models/tampered", 204)
 

@@ -73,6 +73,7 @@ def test_platform_s3_keys_never_reach_a_user_pod(kubectl, devcluster, two_users)
         pod = kubectl("-n", ns_of(u), "get", "pods", "-o", "json")
         for key in platform:
             assert key not in pod
+        assert "AWS_ACCESS_KEY_ID" not in pod, "the user's own keys are files (renewable), not variables"
 
 
 def test_service_account_acts_only_in_its_own_namespace(hub, two_users):
@@ -226,6 +227,50 @@ def test_respawn_reuses_the_namespace_and_user_deletion_removes_it(hub, kubectl)
         out = kubectl("get", "namespace", ns_of(u), check=False)
         return "NotFound" in out
     eventually(gone, 120, 2, what="namespace deleted with the user")
+
+
+def test_a_running_server_gets_renewed_s3_credentials_without_a_restart(hub, kubectl, devcluster, two_users):
+    """Credentials close to expiry are renewed on the hub's poll, and the server
+    reads the new ones from the mounted Secret: S3 keeps working, for kubelab's
+    client and for a plain boto3 client, and the server keeps running.
+
+    The hub restarts with a 24 h lifetime and renewal 12 h before expiry, so the
+    12 h credentials the server started with are due on the first poll (a
+    restarted hub polls every running server); the renewed 24 h ones are not."""
+    u = two_users[0]
+    ns = ns_of(u)
+    before = secret_env(kubectl, ns)
+    pod_uid = kubectl.json("-n", ns, "get", "pods", "-l", "component=singleuser-server")["items"][0]["metadata"]["uid"]
+    devhub.down(devcluster)
+    devhub.up(devcluster, config={"KubelabSpawner": {"s3_credentials_duration": 24 * 3600,
+                                                     "s3_credentials_renew_before": 13 * 3600}})
+    try:
+        def renewed():
+            now = secret_env(kubectl, ns)
+            return now if now["AWS_ACCESS_KEY_ID"] != before["AWS_ACCESS_KEY_ID"] else None
+        after = eventually(renewed, 120, 2, what="the Secret renewed by the hub's poll")
+        assert after["KUBELAB_S3_EXPIRATION"] > before["KUBELAB_S3_EXPIRATION"]
+
+        # kubelab's own client, and a plain boto3 client as a user writes one (the "Copy snippet")
+        read = ("import os, boto3; from kubelab.server_extension.s3 import S3; s = S3(); "
+                f"print(s.credentials()['AWS_ACCESS_KEY_ID'], 'folders' in s.list_page('users/{u}/')); "
+                "c = boto3.client('s3'); "
+                "print(boto3.Session().get_credentials().access_key, "
+                f"c.list_objects_v2(Bucket=os.environ['KUBELAB_S3_BUCKET'], Prefix='users/{u}/')"
+                "['ResponseMetadata']['HTTPStatusCode'])")
+
+        def server_uses_the_new_key():  # the kubelet refreshes Secret volumes within a minute
+            out = hub.execute(u, read)
+            assert "True" in out and " 200" in out, out
+            return out.count(after["AWS_ACCESS_KEY_ID"]) == 2
+        eventually(server_uses_the_new_key, 150, 5, what="the server on the renewed credentials")
+        time.sleep(35)  # another poll: the renewed credentials are not due, so they stay
+        assert secret_env(kubectl, ns)["AWS_ACCESS_KEY_ID"] == after["AWS_ACCESS_KEY_ID"]
+        pod = kubectl.json("-n", ns, "get", "pods", "-l", "component=singleuser-server")["items"][0]
+        assert pod["metadata"]["uid"] == pod_uid, "the server kept running"
+    finally:
+        devhub.down(devcluster)
+        devhub.up(devcluster)
 
 
 def test_hub_killed_mid_provision_leaves_one_consistent_namespace(hub, kubectl, devcluster):

@@ -77,3 +77,48 @@ def test_form_keeps_only_the_chosen_groups_size_and_gpus():
     assert KubelabSpawner.options_from_form(None, {"resource_group": ["cpu"], "size-cpu": ["small"],
                                                    "gpus-gpu-a100": ["1"]}) == {"resource_group": "cpu",
                                                                                 "size": "small"}
+
+
+def test_credentials_are_renewed_only_close_to_their_expiry():
+    import datetime as dt
+
+    from kubelab.spawner.spawner import _parse_time, renewal_due
+
+    now = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
+    assert _parse_time("2026-11-23T15:00:00Z") == now + dt.timedelta(hours=3)
+    assert _parse_time("2026-11-23T15:00:00+00:00") == _parse_time("2026-11-23T15:00:00")
+    assert _parse_time("") is None
+    assert not renewal_due(now + dt.timedelta(hours=4), now, 3 * 3600)
+    assert renewal_due(now + dt.timedelta(hours=3), now, 3 * 3600)
+    assert renewal_due(now - dt.timedelta(minutes=1), now, 3 * 3600)  # already expired: renew at once
+
+
+def test_the_server_switches_to_credentials_renewed_in_its_mounted_secret(tmp_path):
+    """The kubelet updates a Secret volume by swapping its ``..data`` link; the
+    client is rebuilt with the new keys (no S3 call needed to see which it holds)."""
+    from kubelab.server_extension.s3 import S3
+
+    def publish(version: str, key: str) -> None:
+        d = tmp_path / version
+        d.mkdir()
+        for name, value in (("AWS_ACCESS_KEY_ID", key), ("AWS_SECRET_ACCESS_KEY", "s-" + key),
+                            ("AWS_SESSION_TOKEN", "t-" + key)):
+            (d / name).write_text(value)
+            if not (tmp_path / name).is_symlink():
+                (tmp_path / name).symlink_to(f"..data/{name}")
+        tmp = tmp_path / "..data_tmp"
+        tmp.symlink_to(version)
+        tmp.replace(tmp_path / "..data")
+
+    env = {"KUBELAB_S3_BUCKET": "b", "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "FROM-ENV",
+           "AWS_SECRET_ACCESS_KEY": "x", "AWS_SESSION_TOKEN": "y", "KUBELAB_S3_CREDENTIALS_DIR": str(tmp_path)}
+    publish("v1", "FIRST")
+    s3 = S3(environ=env)
+    first = s3.client
+    assert first._request_signer._credentials.access_key == "FIRST"
+    assert s3.client is first  # unchanged files: the same client
+    publish("v2", "RENEWED")
+    assert s3.client._request_signer._credentials.access_key == "RENEWED"
+    assert s3.client._request_signer._credentials.token == "t-RENEWED"
+    without_files = S3(environ={**env, "KUBELAB_S3_CREDENTIALS_DIR": str(tmp_path / "none")})
+    assert without_files.client._request_signer._credentials.access_key == "FROM-ENV"
