@@ -1,13 +1,13 @@
 """The user-pod side's one S3 client layer.
 
-Uses only the user's own short-lived, prefix-scoped credentials, which
-KubelabSpawner puts in the server's environment (Secret ``kubelab-s3``:
-``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
-``AWS_ENDPOINT_URL``, ``KUBELAB_S3_BUCKET``). Platform keys never reach here.
-
-The same Secret is mounted as files (``KUBELAB_S3_CREDENTIALS_DIR``); the hub
-renews it before the credentials expire, and the client picks the files up
-when they change, so a server that runs for days keeps its S3 access.
+Uses only the user's own short-lived, prefix-scoped credentials: the files of
+the ``kubelab-s3`` Secret that KubelabSpawner mounts in the server
+(``$KUBELAB_S3_CREDENTIALS_DIR``: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``AWS_SESSION_TOKEN``), with ``AWS_ENDPOINT_URL`` and ``KUBELAB_S3_BUCKET`` in
+the environment. The hub renews the Secret before the credentials expire and
+the client picks the new files up, so a server that runs for days keeps its S3
+access. Without the files (outside a user pod) the same variables are read from
+the environment. Platform keys never reach here.
 """
 from __future__ import annotations
 
