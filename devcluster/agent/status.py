@@ -39,7 +39,10 @@ class ContainerView:
 
     @property
     def running(self) -> bool:
-        return self.run is not None and self.run.running
+        """Started, as the kubelet says it: the process runs (its run.json has
+        the start time). A shim still setting up namespaces is ContainerCreating,
+        so ``startedAt`` is reported once and never changes afterwards."""
+        return self.run is not None and self.run.running and self.run.started_at is not None
 
     @property
     def exited(self) -> ExitInfo | None:
@@ -81,7 +84,7 @@ def container_status(v: ContainerView) -> dict[str, Any]:
     cid = f"kubelab://{v.run.container_id}" if v.run is not None else None
     if v.running:
         assert v.run is not None
-        state = _one_state("running", {"startedAt": to_seconds(v.run.started_at) or now_rfc3339()})
+        state = _one_state("running", {"startedAt": to_seconds(v.run.started_at)})
     elif v.terminated is not None:
         state = _one_state("terminated", _terminated(v.terminated, cid))
     else:

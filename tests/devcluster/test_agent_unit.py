@@ -400,11 +400,11 @@ def test_hosts_file():
 
 # -- status --------------------------------------------------------------------------------------------
 
-def run(attempt=0, running=False, code=None, reason="Error"):
+def run(attempt=0, running=False, code=None, reason="Error", started_at="2026-11-23T10:00:00.5Z"):
     ex = None if code is None else ExitInfo(code, "Completed" if code == 0 else reason, "",
                                             "2026-11-23T10:00:00.5Z", "2026-11-23T10:00:01.25Z")
     return RunState(name="c", attempt=attempt, dir=Path("/nonexistent"), container_id="abc",
-                    started_at="2026-11-23T10:00:00.5Z", exit=ex, shim_pid=1 if running else None,
+                    started_at=started_at, exit=ex, shim_pid=1 if running else None,
                     shim_alive=running)
 
 
@@ -704,3 +704,11 @@ def test_shim_propagation_modes(tmp_path, propagation):
         assert not (target / "m" / "from-container").exists()  # the host's target stays untouched
     finally:
         mounts.unmount_under([str(tmp_path)])
+
+
+def test_a_shim_still_setting_up_is_container_creating_and_started_at_never_changes():
+    setting_up = view(run(running=True, started_at=None))
+    assert status.container_status(setting_up)["state"]["waiting"] == {"reason": "ContainerCreating"}
+    assert status.pod_phase("Always", [], [setting_up], True) == "Pending"
+    started = status.container_status(view(run(running=True)))["state"]["running"]
+    assert started == {"startedAt": "2026-11-23T10:00:00Z"}  # the process's own start, to the second
